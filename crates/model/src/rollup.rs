@@ -1,0 +1,359 @@
+//! Rollup cells (DESIGN §4.3): keys, dimensions, granularities and mergeable values.
+//!
+//! A cell key is (site, generation, granularity, dimension, bucket, value). A cell value
+//! holds only sums and a sketch, so cells merge by addition; rates are computed at query
+//! time from these sums. Sums may be negative in a *delta*: the processor retracts a visit's
+//! previous contribution when the visit changes (a second pageview turns a bounce into a
+//! non-bounce, a late earlier event moves the visit's start).
+
+use serde::{Deserialize, Serialize};
+
+use crate::sketch::{SketchError, VisitorSketch};
+
+/// Bucket width. Weeks, months and years are merged from days at query time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Granularity {
+    /// Local hours; bucket = UTC seconds of the local hour start.
+    Hour = 1,
+    /// Local calendar days; bucket = local date as days since 1970-01-01.
+    Day = 2,
+}
+
+impl Granularity {
+    /// Stable one-byte code used in store keys.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+    /// Inverse of [`Granularity::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Hour),
+            2 => Some(Self::Day),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a dimension takes each event's own value or the visit's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The site total: events in their own bucket, visits in the bucket where they started.
+    Total,
+    /// Each event's own value, in the event's bucket.
+    Event,
+    /// The visit's value; the whole visit counts in the bucket where it started.
+    Visit,
+}
+
+/// A rollup dimension. Codes are stable: they are part of stored keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Dimension {
+    /// No breakdown: the site total (value is empty).
+    Total = 0,
+    /// `event:page`: the pageview's path.
+    Page = 1,
+    /// `visit:entry_page`: the path of the visit's first pageview.
+    EntryPage = 2,
+    /// `visit:exit_page`: the path of the visit's last pageview; written when the visit ends.
+    ExitPage = 3,
+    /// `event:hostname`.
+    Hostname = 4,
+    /// `visit:source`: the visit's referrer source.
+    Source = 5,
+    /// `visit:utm_source`.
+    UtmSource = 6,
+    /// `visit:utm_medium`.
+    UtmMedium = 7,
+    /// `visit:utm_campaign`.
+    UtmCampaign = 8,
+    /// `event:goal`: the name of a custom (non-pageview) event.
+    Goal = 9,
+}
+
+impl Dimension {
+    /// Every dimension, in code order.
+    pub const ALL: [Dimension; 10] = [
+        Dimension::Total,
+        Dimension::Page,
+        Dimension::EntryPage,
+        Dimension::ExitPage,
+        Dimension::Hostname,
+        Dimension::Source,
+        Dimension::UtmSource,
+        Dimension::UtmMedium,
+        Dimension::UtmCampaign,
+        Dimension::Goal,
+    ];
+
+    /// Stable one-byte code used in store keys.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Inverse of [`Dimension::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.code() == code)
+    }
+
+    /// How the dimension takes its value.
+    pub fn scope(self) -> Scope {
+        match self {
+            Dimension::Total => Scope::Total,
+            Dimension::Page | Dimension::Hostname | Dimension::Goal => Scope::Event,
+            Dimension::EntryPage
+            | Dimension::ExitPage
+            | Dimension::Source
+            | Dimension::UtmSource
+            | Dimension::UtmMedium
+            | Dimension::UtmCampaign => Scope::Visit,
+        }
+    }
+
+    /// The name in Plausible's Stats API v2 (`event:page`, `visit:source`, ...); `None` for
+    /// the total.
+    pub fn api_name(self) -> Option<&'static str> {
+        Some(match self {
+            Dimension::Total => return None,
+            Dimension::Page => "event:page",
+            Dimension::EntryPage => "visit:entry_page",
+            Dimension::ExitPage => "visit:exit_page",
+            Dimension::Hostname => "event:hostname",
+            Dimension::Source => "visit:source",
+            Dimension::UtmSource => "visit:utm_source",
+            Dimension::UtmMedium => "visit:utm_medium",
+            Dimension::UtmCampaign => "visit:utm_campaign",
+            Dimension::Goal => "event:goal",
+        })
+    }
+
+    /// Inverse of [`Dimension::api_name`].
+    pub fn from_api_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.api_name() == Some(name))
+    }
+}
+
+/// Identifies one rollup cell.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CellKey {
+    /// Internal site id.
+    pub site_id: u64,
+    /// Rollup generation (DESIGN §4.6); live processing writes the site's current one.
+    pub generation: u32,
+    /// Bucket width.
+    pub granularity: Granularity,
+    /// Dimension.
+    pub dimension: Dimension,
+    /// Bucket id; see [`crate::bucket`].
+    pub bucket: i64,
+    /// Dimension value; empty for [`Dimension::Total`].
+    pub value: String,
+}
+
+/// Length of the fixed prefix of an encoded [`CellKey`]: site 8 + generation 4 +
+/// granularity 1 + dimension 1 + bucket 8 bytes.
+pub const CELL_KEY_PREFIX_LEN: usize = 22;
+
+impl CellKey {
+    /// Order-preserving byte encoding for ordered key-value stores: big-endian site,
+    /// generation, granularity code, dimension code, bucket with its sign bit flipped, then the
+    /// value's UTF-8 bytes. Cells of one (site, generation, granularity, dimension) are thus
+    /// contiguous and ordered by bucket.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CELL_KEY_PREFIX_LEN + self.value.len());
+        out.extend_from_slice(&Self::prefix(
+            self.site_id,
+            self.generation,
+            self.granularity,
+            self.dimension,
+            self.bucket,
+        ));
+        out.extend_from_slice(self.value.as_bytes());
+        out
+    }
+
+    /// The encoded prefix shared by every value of one bucket.
+    pub fn prefix(
+        site_id: u64,
+        generation: u32,
+        granularity: Granularity,
+        dimension: Dimension,
+        bucket: i64,
+    ) -> [u8; CELL_KEY_PREFIX_LEN] {
+        let mut out = [0u8; CELL_KEY_PREFIX_LEN];
+        out[0..8].copy_from_slice(&site_id.to_be_bytes());
+        out[8..12].copy_from_slice(&generation.to_be_bytes());
+        out[12] = granularity.code();
+        out[13] = dimension.code();
+        out[14..22].copy_from_slice(&((bucket as u64) ^ (1 << 63)).to_be_bytes());
+        out
+    }
+
+    /// Inverse of [`CellKey::encode`]; `None` for bytes that are not a key.
+    pub fn decode(bytes: &[u8]) -> Option<CellKey> {
+        if bytes.len() < CELL_KEY_PREFIX_LEN {
+            return None;
+        }
+        let site_id = u64::from_be_bytes(bytes[0..8].try_into().ok()?);
+        let generation = u32::from_be_bytes(bytes[8..12].try_into().ok()?);
+        let granularity = Granularity::from_code(bytes[12])?;
+        let dimension = Dimension::from_code(bytes[13])?;
+        let bucket = (u64::from_be_bytes(bytes[14..22].try_into().ok()?) ^ (1 << 63)) as i64;
+        let value = std::str::from_utf8(&bytes[22..]).ok()?.to_string();
+        Some(CellKey {
+            site_id,
+            generation,
+            granularity,
+            dimension,
+            bucket,
+            value,
+        })
+    }
+}
+
+/// The sums and sketch of one cell (or a delta to add to one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CellValue {
+    /// Distinct visitors.
+    pub visitors: VisitorSketch,
+    /// Visits (sessions).
+    pub visits: i64,
+    /// Pageviews.
+    pub pageviews: i64,
+    /// Events of any name, pageviews included.
+    pub events: i64,
+    /// Visits with a single pageview and no interactive custom event.
+    pub bounces: i64,
+    /// Sum of visit durations, seconds.
+    pub visit_duration_s: i64,
+    /// Revenue in the site's currency, minor units.
+    pub revenue_minor: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCell {
+    visitors: Vec<u8>,
+    visits: i64,
+    pageviews: i64,
+    events: i64,
+    bounces: i64,
+    visit_duration_s: i64,
+    revenue_minor: i64,
+}
+
+/// Errors of [`CellValue::decode`].
+#[derive(Debug, thiserror::Error)]
+pub enum CellDecodeError {
+    /// The sums did not decode.
+    #[error("stored cell is corrupt: {0}")]
+    Corrupt(#[from] postcard::Error),
+    /// The sketch did not decode.
+    #[error(transparent)]
+    Sketch(#[from] SketchError),
+}
+
+impl CellValue {
+    /// Adds `other` into `self`: sums add, sketches merge.
+    pub fn merge(&mut self, other: &CellValue) {
+        self.visitors.merge(&other.visitors);
+        self.visits += other.visits;
+        self.pageviews += other.pageviews;
+        self.events += other.events;
+        self.bounces += other.bounces;
+        self.visit_duration_s += other.visit_duration_s;
+        self.revenue_minor += other.revenue_minor;
+    }
+
+    /// Whether every sum is zero and the sketch is empty.
+    pub fn is_zero(&self) -> bool {
+        self.visitors.is_empty()
+            && self.visits == 0
+            && self.pageviews == 0
+            && self.events == 0
+            && self.bounces == 0
+            && self.visit_duration_s == 0
+            && self.revenue_minor == 0
+    }
+
+    /// Compact binary form (postcard; sketch as [`VisitorSketch::to_bytes`]).
+    pub fn encode(&self) -> Vec<u8> {
+        let stored = StoredCell {
+            visitors: self.visitors.to_bytes(),
+            visits: self.visits,
+            pageviews: self.pageviews,
+            events: self.events,
+            bounces: self.bounces,
+            visit_duration_s: self.visit_duration_s,
+            revenue_minor: self.revenue_minor,
+        };
+        postcard::to_stdvec(&stored).unwrap_or_default()
+    }
+
+    /// Inverse of [`CellValue::encode`].
+    ///
+    /// # Errors
+    /// [`CellDecodeError`] for corrupt bytes.
+    pub fn decode(bytes: &[u8]) -> Result<CellValue, CellDecodeError> {
+        let s: StoredCell = postcard::from_bytes(bytes)?;
+        Ok(CellValue {
+            visitors: VisitorSketch::from_bytes(&s.visitors)?,
+            visits: s.visits,
+            pageviews: s.pageviews,
+            events: s.events,
+            bounces: s.bounces,
+            visit_duration_s: s.visit_duration_s,
+            revenue_minor: s.revenue_minor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_encoding_orders_by_bucket_including_negative() {
+        let k = |bucket: i64, value: &str| CellKey {
+            site_id: 3,
+            generation: 1,
+            granularity: Granularity::Hour,
+            dimension: Dimension::Page,
+            bucket,
+            value: value.into(),
+        };
+        let keys = [k(-5, "/z"), k(0, "/a"), k(0, "/b"), k(7, "")];
+        let enc: Vec<Vec<u8>> = keys.iter().map(CellKey::encode).collect();
+        assert!(enc.windows(2).all(|w| w[0] < w[1]));
+        for (key, bytes) in keys.iter().zip(&enc) {
+            assert_eq!(&CellKey::decode(bytes).unwrap(), key);
+        }
+    }
+
+    #[test]
+    fn api_names_round_trip() {
+        for d in Dimension::ALL {
+            if let Some(n) = d.api_name() {
+                assert_eq!(Dimension::from_api_name(n), Some(d));
+            }
+            assert_eq!(Dimension::from_code(d.code()), Some(d));
+        }
+    }
+
+    #[test]
+    fn value_merge_and_encoding() {
+        let mut a = CellValue {
+            visits: 2,
+            bounces: 1,
+            ..Default::default()
+        };
+        a.visitors.insert(9);
+        let b = CellValue {
+            visits: -1,
+            bounces: -1,
+            pageviews: 3,
+            ..Default::default()
+        };
+        a.merge(&b);
+        assert_eq!((a.visits, a.bounces, a.pageviews), (1, 0, 3));
+        assert_eq!(CellValue::decode(&a.encode()).unwrap(), a);
+    }
+}
