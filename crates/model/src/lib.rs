@@ -12,6 +12,7 @@
 //! This crate does no I/O and has no async code.
 
 pub mod bucket;
+pub mod clock;
 pub mod decode;
 pub mod event;
 pub mod rollup;

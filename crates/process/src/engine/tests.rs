@@ -1,0 +1,366 @@
+//! Hand-computed scenarios, one per rule. Every expected figure is worked out in the comment
+//! above it from the rule in the crate docs.
+
+use std::collections::BTreeMap;
+
+use chrono::DateTime;
+use footfall_model::event::Event;
+use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity};
+
+use super::*;
+
+const SITE: u64 = 1;
+
+fn site(tz: &str) -> SiteInfo {
+    SiteInfo {
+        domain: "shop.example".into(),
+        timezone: tz.into(),
+        currency: "EUR".into(),
+        generation: 1,
+    }
+}
+
+fn us(rfc3339: &str) -> i64 {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_micros()
+}
+
+fn pv(visitor: u64, at: &str, path: &str) -> Event {
+    Event::pageview(SITE, visitor, us(at), path)
+}
+
+/// Runs events through an engine and folds its deltas into absolute cells, as the runner
+/// does.
+fn run(events: &[Event], tz: &str, close: bool) -> BTreeMap<CellKey, CellValue> {
+    let mut engine = Engine::new();
+    let s = site(tz);
+    for e in events {
+        engine.process(e, &s);
+    }
+    if close {
+        engine.close_all();
+    }
+    let mut cells: BTreeMap<CellKey, CellValue> = BTreeMap::new();
+    for (k, d) in engine.take_deltas() {
+        cells.entry(k).or_default().merge(&d);
+    }
+    cells.retain(|_, v| !v.is_zero());
+    cells
+}
+
+fn get<'a>(
+    cells: &'a BTreeMap<CellKey, CellValue>,
+    g: Granularity,
+    d: Dimension,
+    bucket: i64,
+    value: &str,
+) -> Option<&'a CellValue> {
+    cells.get(&CellKey {
+        site_id: SITE,
+        generation: 1,
+        granularity: g,
+        dimension: d,
+        bucket,
+        value: value.into(),
+    })
+}
+
+fn hour(at: &str) -> i64 {
+    us(at) / 1_000_000
+}
+
+fn day(date: &str) -> i64 {
+    footfall_model::bucket::date_to_day(
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
+    )
+}
+
+#[test]
+fn visit_crossing_an_hour_and_a_single_page_visit() {
+    // Visitor 1: /a at 10:50, /b at 11:10 (20 min apart: one visit of 1,200 s, not a bounce).
+    // Visitor 2: /a at 11:20 only (one visit, a bounce, 0 s).
+    let events = [
+        pv(1, "2024-05-01T10:50:00Z", "/a"),
+        pv(1, "2024-05-01T11:10:00Z", "/b"),
+        pv(2, "2024-05-01T11:20:00Z", "/a"),
+    ];
+    let cells = run(&events, "UTC", true);
+    let d = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Total,
+        day("2024-05-01"),
+        "",
+    )
+    .unwrap();
+    // 2 visits, 1 bounce (50 %), 1,200 s of duration in all, 3 pageviews, 2 visitors.
+    assert_eq!(
+        (
+            d.visits,
+            d.bounces,
+            d.visit_duration_s,
+            d.pageviews,
+            d.visitors.estimate()
+        ),
+        (2, 1, 1200, 3, 2)
+    );
+    // Visit 1 started in the 10:00 hour: it counts there, though its second pageview is at 11:10.
+    let h10 = get(
+        &cells,
+        Granularity::Hour,
+        Dimension::Total,
+        hour("2024-05-01T10:00:00Z"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            h10.visits,
+            h10.bounces,
+            h10.visit_duration_s,
+            h10.pageviews,
+            h10.visitors.estimate()
+        ),
+        (1, 0, 1200, 1, 1)
+    );
+    let h11 = get(
+        &cells,
+        Granularity::Hour,
+        Dimension::Total,
+        hour("2024-05-01T11:00:00Z"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            h11.visits,
+            h11.bounces,
+            h11.visit_duration_s,
+            h11.pageviews,
+            h11.visitors.estimate()
+        ),
+        (1, 1, 0, 2, 2)
+    );
+    // Entry pages: both visits entered on /a. Exit pages: /b (visit 1) and /a (visit 2).
+    let entry_a = get(
+        &cells,
+        Granularity::Day,
+        Dimension::EntryPage,
+        day("2024-05-01"),
+        "/a",
+    )
+    .unwrap();
+    assert_eq!(
+        (entry_a.visits, entry_a.bounces, entry_a.pageviews),
+        (2, 1, 3)
+    );
+    assert_eq!(
+        get(
+            &cells,
+            Granularity::Day,
+            Dimension::ExitPage,
+            day("2024-05-01"),
+            "/b"
+        )
+        .unwrap()
+        .visits,
+        1
+    );
+    assert_eq!(
+        get(
+            &cells,
+            Granularity::Day,
+            Dimension::ExitPage,
+            day("2024-05-01"),
+            "/a"
+        )
+        .unwrap()
+        .visits,
+        1
+    );
+    // Pages: /a viewed twice by two visitors in two visits; /b once.
+    let page_a = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Page,
+        day("2024-05-01"),
+        "/a",
+    )
+    .unwrap();
+    assert_eq!(
+        (page_a.pageviews, page_a.visits, page_a.visitors.estimate()),
+        (2, 2, 2)
+    );
+}
+
+#[test]
+fn thirty_minutes_of_inactivity_end_a_visit_but_midnight_does_not() {
+    // 10:00 and 10:31 are 31 min apart: two visits. 23:50 and 00:10 are 20 min apart: one
+    // visit, counted on the day it started.
+    let events = [
+        pv(1, "2024-05-01T10:00:00Z", "/"),
+        pv(1, "2024-05-01T10:31:00Z", "/"),
+        pv(2, "2024-05-01T23:50:00Z", "/x"),
+        pv(2, "2024-05-02T00:10:00Z", "/y"),
+    ];
+    let cells = run(&events, "UTC", true);
+    let d1 = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Total,
+        day("2024-05-01"),
+        "",
+    )
+    .unwrap();
+    assert_eq!((d1.visits, d1.bounces, d1.visit_duration_s), (3, 2, 1200));
+    let d2 = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Total,
+        day("2024-05-02"),
+        "",
+    )
+    .unwrap();
+    assert_eq!((d2.visits, d2.pageviews), (0, 1));
+}
+
+#[test]
+fn out_of_order_events_are_placed_by_event_time() {
+    // Arrival order: /b (10:10), /a (10:00, with a referrer), /c (10:20).
+    // By event time the visit is /a → /b → /c: entry /a, exit /c, 1,200 s, source from /a.
+    let mut a = pv(1, "2024-05-01T10:00:00Z", "/a");
+    a.referrer = Some("https://news.example/story".into());
+    let events = [
+        pv(1, "2024-05-01T10:10:00Z", "/b"),
+        a,
+        pv(1, "2024-05-01T10:20:00Z", "/c"),
+    ];
+    let cells = run(&events, "UTC", true);
+    let dd = day("2024-05-01");
+    let t = get(&cells, Granularity::Day, Dimension::Total, dd, "").unwrap();
+    assert_eq!((t.visits, t.bounces, t.visit_duration_s), (1, 0, 1200));
+    assert_eq!(
+        get(&cells, Granularity::Day, Dimension::EntryPage, dd, "/a")
+            .unwrap()
+            .visits,
+        1
+    );
+    assert!(
+        get(&cells, Granularity::Day, Dimension::EntryPage, dd, "/b").is_none_or(|c| c.visits == 0)
+    );
+    assert_eq!(
+        get(&cells, Granularity::Day, Dimension::ExitPage, dd, "/c")
+            .unwrap()
+            .visits,
+        1
+    );
+    assert_eq!(
+        get(
+            &cells,
+            Granularity::Day,
+            Dimension::Source,
+            dd,
+            "news.example"
+        )
+        .unwrap()
+        .visits,
+        1
+    );
+    assert!(get(
+        &cells,
+        Granularity::Day,
+        Dimension::Source,
+        dd,
+        footfall_model::url_parts::DIRECT
+    )
+    .is_none_or(|c| c.visits == 0));
+    assert!(cells
+        .values()
+        .all(|c| c.visit_duration_s >= 0 && c.visits >= 0 && c.bounces >= 0));
+}
+
+#[test]
+fn interactive_custom_event_prevents_bounce_and_goals_count() {
+    // Visit 1: one pageview + interactive "Signup" with 19.99 EUR: not a bounce.
+    // Visit 2: one pageview + non-interactive "Scroll": a bounce.
+    let mut signup = pv(1, "2024-05-01T10:01:00Z", "/");
+    signup.name = "Signup".into();
+    signup.revenue = Some(footfall_model::event::Revenue {
+        amount_minor: 1999,
+        currency: "EUR".into(),
+    });
+    let mut scroll = pv(2, "2024-05-01T10:01:00Z", "/");
+    scroll.name = "Scroll".into();
+    scroll.interactive = false;
+    let events = [
+        pv(1, "2024-05-01T10:00:00Z", "/"),
+        signup,
+        pv(2, "2024-05-01T10:00:00Z", "/"),
+        scroll,
+    ];
+    let cells = run(&events, "UTC", true);
+    let dd = day("2024-05-01");
+    let t = get(&cells, Granularity::Day, Dimension::Total, dd, "").unwrap();
+    assert_eq!(
+        (t.visits, t.bounces, t.pageviews, t.events, t.revenue_minor),
+        (2, 1, 2, 4, 1999)
+    );
+    let g = get(&cells, Granularity::Day, Dimension::Goal, dd, "Signup").unwrap();
+    assert_eq!(
+        (g.visitors.estimate(), g.events, g.revenue_minor),
+        (1, 1, 1999)
+    );
+}
+
+#[test]
+fn engine_state_survives_save_and_restore() {
+    // Flushing after the first event and restoring must give the same cells as one run.
+    let events = [
+        pv(1, "2024-05-01T10:00:00Z", "/a"),
+        pv(1, "2024-05-01T10:05:00Z", "/b"),
+    ];
+    let whole = run(&events, "UTC", true);
+
+    let s = site("UTC");
+    let mut first = Engine::new();
+    first.process(&events[0], &s);
+    let mut cells: BTreeMap<CellKey, CellValue> = BTreeMap::new();
+    for (k, d) in first.take_deltas() {
+        cells.entry(k).or_default().merge(&d);
+    }
+    let saved: Vec<Vec<u8>> = first
+        .take_visit_changes()
+        .into_iter()
+        .filter_map(|(_, _, s)| s)
+        .collect();
+    let (mut second, corrupt) = Engine::restore(&saved);
+    assert_eq!(corrupt, 0);
+    second.process(&events[1], &s);
+    second.close_all();
+    for (k, d) in second.take_deltas() {
+        cells.entry(k).or_default().merge(&d);
+    }
+    cells.retain(|_, v| !v.is_zero());
+    assert_eq!(cells, whole);
+}
+
+#[test]
+fn idle_visits_close_only_after_the_timeout_and_grace() {
+    let s = site("UTC");
+    let mut e = Engine::new();
+    let ev = pv(1, "2024-05-01T10:00:00Z", "/a");
+    e.process(&ev, &s);
+    assert_eq!(
+        e.close_idle(ev.received_at_us + VISIT_TIMEOUT_US, 60_000_000),
+        0
+    );
+    assert_eq!(
+        e.close_idle(
+            ev.received_at_us + VISIT_TIMEOUT_US + 60_000_001,
+            60_000_000
+        ),
+        1
+    );
+    assert_eq!(e.open_visits(), 0);
+}

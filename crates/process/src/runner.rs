@@ -1,0 +1,330 @@
+//! The streaming processor: one task per log partition.
+//!
+//! Each task restores its checkpoint and open visits from the store, then loops: read a batch
+//! from the log, feed the engine, and every `flush_interval` turn the engine's deltas into
+//! absolute cell values (reading cells it has not cached from the store) and write them, the
+//! changed visits and the new checkpoint in one [`WriteBatch`]. Because the batch is atomic in
+//! the embedded store and the engine is deterministic, a crash at any instant followed by a
+//! restart from the checkpoint yields the cells of an uninterrupted run.
+//!
+//! When the store fails, the task keeps the batch and retries it with exponential backoff
+//! (reading from the log pauses meanwhile); nothing is dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use footfall_log::{Log, Offset};
+use footfall_model::clock::Clock;
+use footfall_model::event::Event;
+use footfall_model::rollup::{CellKey, CellValue};
+use footfall_store::{Checkpoint, Store, VisitWrite, WriteBatch, LIVE_GENERATION};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, SiteInfo};
+
+/// The consumer name under which the processor keeps checkpoints and commits log positions.
+pub const CONSUMER: &str = "processor";
+
+/// Settings of the streaming processor.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// How often cells and positions are flushed.
+    pub flush_interval: Duration,
+    /// Most records read from the log at once.
+    pub batch_size: usize,
+    /// Extra time after the visit timeout before an idle visit is ended, µs (allows for clock
+    /// skew between collectors).
+    pub idle_grace_us: i64,
+    /// Flush early when this many cells have pending deltas.
+    pub max_pending_cells: usize,
+    /// Cached absolute cell values kept between flushes; the cache is cleared past this.
+    pub max_cached_cells: usize,
+    /// How long site metadata (time zone, currency) is cached.
+    pub site_refresh: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            flush_interval: Duration::from_secs(2),
+            batch_size: 5000,
+            idle_grace_us: 60_000_000,
+            max_pending_cells: 200_000,
+            max_cached_cells: 500_000,
+            site_refresh: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors that stop a partition task.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The store failed while restoring state at start.
+    #[error("cannot restore processor state: {0}")]
+    Restore(#[from] footfall_store::StoreError),
+}
+
+/// Runs one task per partition until `shutdown` is cancelled; each task flushes before it
+/// returns.
+///
+/// # Errors
+/// The first task error.
+pub async fn run(
+    log: Arc<dyn Log>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: RunnerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for partition in 0..log.partitions() {
+        let task = PartitionTask::start(
+            partition,
+            log.clone(),
+            store.clone(),
+            clock.clone(),
+            config.clone(),
+        )
+        .await?;
+        tasks.spawn(task.run(shutdown.clone()));
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Err(e)) = joined {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    result
+}
+
+struct PartitionTask {
+    partition: u32,
+    log: Arc<dyn Log>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: RunnerConfig,
+    engine: Engine,
+    offset: Offset,
+    complete_through_us: i64,
+    cache: HashMap<CellKey, CellValue>,
+    sites: HashMap<u64, (Option<SiteInfo>, i64)>,
+}
+
+impl PartitionTask {
+    async fn start(
+        partition: u32,
+        log: Arc<dyn Log>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: RunnerConfig,
+    ) -> Result<Self, RunnerError> {
+        let checkpoint = store.checkpoint(CONSUMER, partition).await?;
+        let states = store.load_visits(partition).await?;
+        let (engine, corrupt) = Engine::restore(&states);
+        if corrupt > 0 {
+            tracing::warn!(
+                partition,
+                corrupt,
+                "dropped open visits whose saved state did not decode"
+            );
+        }
+        tracing::info!(
+            partition,
+            offset = checkpoint.map_or(0, |c| c.offset),
+            open_visits = engine.open_visits(),
+            "processor partition started"
+        );
+        Ok(PartitionTask {
+            partition,
+            log,
+            store,
+            clock,
+            config,
+            engine,
+            offset: checkpoint.map_or(0, |c| c.offset),
+            complete_through_us: checkpoint.map_or(0, |c| c.complete_through_us),
+            cache: HashMap::new(),
+            sites: HashMap::new(),
+        })
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) -> Result<(), RunnerError> {
+        let mut last_flush = tokio::time::Instant::now();
+        let mut dirty = false;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let until_flush = self
+                .config
+                .flush_interval
+                .saturating_sub(last_flush.elapsed());
+            let started_us = self.clock.now_us();
+            let read = tokio::select! {
+                r = self.log.read(self.partition, self.offset, self.config.batch_size, until_flush.min(Duration::from_millis(500))) => r,
+                () = shutdown.cancelled() => break,
+            };
+            match read {
+                Ok(entries) => {
+                    let caught_up = entries.len() < self.config.batch_size;
+                    if !entries.is_empty() {
+                        dirty = true;
+                        metrics::counter!("footfall_processor_events_total")
+                            .increment(entries.len() as u64);
+                    }
+                    for entry in entries {
+                        self.offset = entry.offset + 1;
+                        match Event::decode(&entry.payload) {
+                            Ok(event) => {
+                                if let Some(site) = self.site(event.site_id).await {
+                                    self.engine.process(&event, &site);
+                                }
+                            }
+                            Err(e) => {
+                                metrics::counter!("footfall_processor_undecodable_events_total")
+                                    .increment(1);
+                                tracing::warn!(partition = self.partition, offset = entry.offset, error = %e, "skipped an event that does not decode");
+                            }
+                        }
+                    }
+                    if caught_up && self.complete_through_us < started_us {
+                        self.complete_through_us = started_us;
+                        dirty = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, error = %e, "log read failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            if last_flush.elapsed() >= self.config.flush_interval
+                || self.engine.pending_cells() >= self.config.max_pending_cells
+            {
+                if self
+                    .engine
+                    .close_idle(self.clock.now_us(), self.config.idle_grace_us)
+                    > 0
+                {
+                    dirty = true;
+                }
+                if dirty {
+                    self.flush().await;
+                    dirty = false;
+                }
+                last_flush = tokio::time::Instant::now();
+            }
+        }
+        self.flush().await;
+        tracing::info!(
+            partition = self.partition,
+            offset = self.offset,
+            "processor partition stopped"
+        );
+        Ok(())
+    }
+
+    async fn site(&mut self, site_id: u64) -> Option<SiteInfo> {
+        let now = self.clock.now_us();
+        let refresh_us = i64::try_from(self.config.site_refresh.as_micros()).unwrap_or(i64::MAX);
+        if let Some((info, fetched)) = self.sites.get(&site_id) {
+            if now - fetched < refresh_us {
+                return info.clone();
+            }
+        }
+        let info = match self.store.site(site_id).await {
+            Ok(Some(s)) => Some(SiteInfo {
+                domain: s.domain,
+                timezone: s.timezone,
+                currency: s.currency,
+                generation: LIVE_GENERATION,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(site_id, error = %e, "site lookup failed; using cached metadata");
+                return self.sites.get(&site_id).and_then(|(i, _)| i.clone());
+            }
+        };
+        self.sites.insert(site_id, (info.clone(), now));
+        info
+    }
+
+    /// Builds the batch from the engine's deltas and writes it, retrying until it is written
+    /// (a shutdown deadline, if it passes first, ends the process; a restart then replays from
+    /// the last checkpoint).
+    async fn flush(&mut self) {
+        let started = std::time::Instant::now();
+        let deltas = self.engine.take_deltas();
+        let missing: Vec<CellKey> = deltas
+            .keys()
+            .filter(|k| !self.cache.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut backoff = Duration::from_millis(100);
+        let loaded = loop {
+            match self.store.get_cells(&missing).await {
+                Ok(v) => break v,
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, error = %e, "store read failed; retrying");
+                    metrics::counter!("footfall_processor_store_errors_total").increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        for (k, v) in missing.into_iter().zip(loaded) {
+            self.cache.insert(k, v.unwrap_or_default());
+        }
+        let mut cells = Vec::with_capacity(deltas.len());
+        for (k, d) in deltas {
+            let cell = self.cache.entry(k.clone()).or_default();
+            cell.merge(&d);
+            cells.push((k, cell.clone()));
+        }
+        let visits = self
+            .engine
+            .take_visit_changes()
+            .into_iter()
+            .map(|(site_id, visitor_id, state)| VisitWrite {
+                partition: self.partition,
+                site_id,
+                visitor_id,
+                state,
+            })
+            .collect();
+        let batch = WriteBatch {
+            consumer: CONSUMER.to_string(),
+            cells,
+            visits,
+            checkpoints: vec![Checkpoint {
+                partition: self.partition,
+                offset: self.offset,
+                complete_through_us: self.complete_through_us,
+            }],
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.store.write_batch(batch.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, error = %e, "store write failed; retrying");
+                    metrics::counter!("footfall_processor_store_errors_total").increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        if self.cache.len() > self.config.max_cached_cells {
+            self.cache.clear();
+        }
+        if let Err(e) = self.log.commit(CONSUMER, self.partition, self.offset).await {
+            tracing::warn!(partition = self.partition, error = %e, "log commit failed");
+        }
+        metrics::histogram!("footfall_processor_flush_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let lag_s = (self.clock.now_us() - self.complete_through_us).max(0) as f64 / 1e6;
+        metrics::gauge!("footfall_processor_freshness_lag_seconds", "partition" => self.partition.to_string()).set(lag_s);
+    }
+}
