@@ -1,0 +1,584 @@
+//! The collector's HTTP endpoints and its import path.
+//!
+//! | endpoint | protocol | answers |
+//! |---|---|---|
+//! | `POST /api/event` | Plausible Events API (JSON, any content type) | `202` once durable; `400` naming the field; `413` past the body limit; `503` + `Retry-After` when the log cannot take it |
+//! | `POST /mp/collect?measurement_id=&api_secret=` | GA4 Measurement Protocol | `204` whatever the body holds (as GA4 does), except `503` + `Retry-After` when the log cannot take valid events |
+//! | `POST /debug/mp/collect` | same | `200` with `{"validationMessages": [...]}`; nothing is kept |
+//!
+//! Every hit is counted in `footfall_ingest_events_total{protocol, outcome}` with outcome
+//! `accepted`, `invalid`, `unknown_site`, `bad_secret`, `unavailable` or `skipped`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use footfall_log::{AppendOutcome, Log, LogError, Record};
+use footfall_model::clock::Clock;
+use footfall_model::decode::{ga4, plausible, Hit};
+use footfall_model::event::{Event, Protocol};
+use footfall_model::site::Site;
+use footfall_model::url_parts::parse_request_target;
+use footfall_store::{Store, StoreError};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::client_ip::client_ip;
+use crate::sites::SiteCache;
+use crate::visitor::{cookieless_hash, random_key, VisitorHasher};
+
+/// Collector settings.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest accepted request body, bytes; larger gets `413`.
+    pub max_body_bytes: usize,
+    /// How far back a client timestamp may be, µs (GA4 allows 72 hours).
+    pub max_backdate_us: i64,
+    /// How far ahead of the server clock a timestamp may be, µs.
+    pub max_future_us: i64,
+    /// Seconds a client is told to wait in `Retry-After` when the log is unavailable.
+    pub retry_after_s: u32,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            max_backdate_us: 72 * 3_600_000_000,
+            max_future_us: 5 * 60_000_000,
+            retry_after_s: 1,
+        }
+    }
+}
+
+/// The collector; see the module docs.
+pub struct Collector {
+    log: Arc<dyn Log>,
+    store: Arc<dyn Store>,
+    sites: SiteCache,
+    hasher: VisitorHasher,
+    clock: Arc<dyn Clock>,
+    config: CollectorConfig,
+    id_prefix: u64,
+    id_counter: AtomicU64,
+}
+
+fn count(protocol: &'static str, outcome: &'static str, n: u64) {
+    metrics::counter!("footfall_ingest_events_total", "protocol" => protocol, "outcome" => outcome)
+        .increment(n);
+}
+
+/// One access-log request sent by `footfall import`, already parsed and classified as a
+/// pageview by the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportHit {
+    /// 1-based line number in the file (makes the event id).
+    pub line: u64,
+    /// Request time, UTC µs.
+    pub timestamp_us: i64,
+    /// Client address as logged; hashed, never kept.
+    pub remote_addr: String,
+    /// User agent.
+    pub user_agent: String,
+    /// Request target (`/path?query`).
+    pub target: String,
+    /// Referrer.
+    pub referrer: Option<String>,
+}
+
+/// A batch of an import: the hits of lines up to `sequence`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportBatch {
+    /// Site domain.
+    pub site: String,
+    /// Producer id: `import:<site id>:<file fingerprint>`.
+    pub producer: String,
+    /// The last line number this batch covers; batches of one producer must increase.
+    pub sequence: u64,
+    /// Hostname for the pages (default: the site's domain).
+    pub hostname: Option<String>,
+    /// The pageviews.
+    pub hits: Vec<ImportHit>,
+}
+
+/// What an import batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    /// Events appended.
+    pub appended: u64,
+    /// Whether the batch had been appended before (nothing was written).
+    pub duplicate: bool,
+    /// Hits left out because their time is in the future.
+    pub future: u64,
+}
+
+/// Errors of the import path.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// No site has this domain.
+    #[error("no site has the domain {0:?}")]
+    UnknownSite(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl Collector {
+    /// A collector over `log` and `store`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the visitor-hash keys cannot be loaded.
+    pub async fn new(
+        log: Arc<dyn Log>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: CollectorConfig,
+    ) -> Result<Arc<Self>, StoreError> {
+        let hasher = VisitorHasher::new(store.clone()).await?;
+        let prefix = random_key()?;
+        let id_prefix = u64::from_le_bytes([
+            prefix[0], prefix[1], prefix[2], prefix[3], prefix[4], prefix[5], prefix[6], prefix[7],
+        ]);
+        Ok(Arc::new(Collector {
+            log,
+            sites: SiteCache::new(store.clone(), clock.clone(), 5_000_000),
+            store,
+            hasher,
+            clock,
+            config,
+            id_prefix,
+            id_counter: AtomicU64::new(0),
+        }))
+    }
+
+    /// The site cache (the admin API invalidates it after changes).
+    pub fn sites(&self) -> &SiteCache {
+        &self.sites
+    }
+
+    /// The visitor hasher (the server rotates its salts daily).
+    pub fn hasher(&self) -> &VisitorHasher {
+        &self.hasher
+    }
+
+    /// The collector's routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/api/event", post(plausible_event))
+            .route("/mp/collect", post(mp_collect))
+            .route("/debug/mp/collect", post(mp_debug))
+            .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .with_state(self.clone())
+    }
+
+    fn next_event_id(&self) -> u128 {
+        (u128::from(self.id_prefix) << 64)
+            | u128::from(self.id_counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn unavailable(&self, e: &LogError) -> Response {
+        tracing::warn!(error = %e, "log append failed; answering 503");
+        let mut r = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the event log is unavailable; retry later"})),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(self.config.retry_after_s),
+        );
+        r
+    }
+
+    fn event(
+        &self,
+        site: &Site,
+        hit: Hit,
+        visitor_id: u64,
+        prev_visitor_id: Option<u64>,
+        user_agent: &str,
+        protocol: Protocol,
+        now: i64,
+    ) -> Event {
+        let session_id = hit
+            .session_id
+            .as_deref()
+            .map(|s| self.hasher.session_id(site.id, s));
+        Event {
+            event_id: self.next_event_id(),
+            site_id: site.id,
+            received_at_us: now,
+            timestamp_us: hit.timestamp_us.unwrap_or(now),
+            name: hit.name,
+            hostname: hit.page.hostname,
+            path: hit.page.path,
+            title: hit.title,
+            referrer: hit.referrer,
+            utm: hit.page.utm,
+            props: hit.props,
+            revenue: hit.revenue,
+            engagement_ms: hit.engagement_ms,
+            interactive: hit.interactive,
+            visitor_id,
+            prev_visitor_id,
+            session_id,
+            user_agent: user_agent.to_string(),
+            screen: None,
+            language: None,
+            country: None,
+            region: None,
+            city: None,
+            protocol,
+        }
+    }
+
+    async fn append(&self, events: &[Event]) -> Result<(), LogError> {
+        let records = events
+            .iter()
+            .map(|e| Record {
+                key: e.site_id,
+                payload: e.encode(),
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let r = self.log.append(records).await;
+        metrics::histogram!("footfall_log_append_seconds").record(started.elapsed().as_secs_f64());
+        r
+    }
+
+    /// Appends an import batch as the producer's batch `sequence` (idempotent).
+    ///
+    /// # Errors
+    /// [`ImportError`] for an unknown site or a failing store or log.
+    pub async fn import(&self, batch: ImportBatch) -> Result<ImportOutcome, ImportError> {
+        let site = self
+            .store
+            .site_by_domain(&batch.site)
+            .await?
+            .ok_or_else(|| ImportError::UnknownSite(batch.site.clone()))?;
+        let salt = self.store.salt(&batch.producer, random_key()?).await?;
+        let now = self.clock.now_us();
+        let hostname = batch
+            .hostname
+            .clone()
+            .unwrap_or_else(|| site.domain.clone());
+        let mut future = 0;
+        let mut records = Vec::with_capacity(batch.hits.len());
+        for hit in &batch.hits {
+            if hit.timestamp_us > now + self.config.max_future_us {
+                future += 1;
+                continue;
+            }
+            let Some(page) = parse_request_target(&hit.target, &hostname) else {
+                continue;
+            };
+            let visitor_id = match hit.remote_addr.parse::<IpAddr>() {
+                Ok(ip) => cookieless_hash(&salt, site.id, ip, &hit.user_agent),
+                Err(_) => cookieless_hash(
+                    &salt,
+                    site.id,
+                    IpAddr::from([0, 0, 0, 0]),
+                    &format!("{}\u{0}{}", hit.remote_addr, hit.user_agent),
+                ),
+            };
+            let id = blake3::hash(format!("{}:{}", batch.producer, hit.line).as_bytes());
+            let event_id = u128::from_le_bytes(id.as_bytes()[..16].try_into().unwrap_or([0; 16]));
+            let h = Hit {
+                name: footfall_model::event::PAGEVIEW.into(),
+                page,
+                referrer: hit.referrer.clone(),
+                interactive: true,
+                timestamp_us: Some(hit.timestamp_us),
+                ..Default::default()
+            };
+            let mut event = self.event(
+                &site,
+                h,
+                visitor_id,
+                None,
+                &hit.user_agent,
+                Protocol::AccessLog,
+                now,
+            );
+            event.event_id = event_id;
+            records.push(Record {
+                key: site.id,
+                payload: event.encode(),
+            });
+        }
+        let appended = records.len() as u64;
+        match self
+            .log
+            .append_sequenced(&batch.producer, batch.sequence, records)
+            .await?
+        {
+            AppendOutcome::Appended => {
+                count("access_log", "accepted", appended);
+                Ok(ImportOutcome {
+                    appended,
+                    duplicate: false,
+                    future,
+                })
+            }
+            AppendOutcome::Duplicate => Ok(ImportOutcome {
+                appended: 0,
+                duplicate: true,
+                future,
+            }),
+        }
+    }
+
+    /// The last line number appended by an import producer.
+    ///
+    /// # Errors
+    /// [`LogError`] when the log fails.
+    pub async fn import_position(&self, producer: &str) -> Result<Option<u64>, LogError> {
+        self.log.producer_sequence(producer).await
+    }
+
+    /// Ends an import: deletes its visitor-hash salt.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub async fn finish_import(&self, producer: &str) -> Result<(), StoreError> {
+        self.store.delete_salt(producer).await
+    }
+}
+
+fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(1024)
+        .collect()
+}
+
+fn bad_request(field: &str, message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": format!("{field}: {message}"), "field": field})),
+    )
+        .into_response()
+}
+
+fn internal(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "store lookup failed in the collector");
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "site metadata is unavailable; retry later"})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    r
+}
+
+async fn plausible_event(
+    State(c): State<Arc<Collector>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let decoded = match plausible::decode(&body) {
+        Ok(d) => d,
+        Err(e) => {
+            count("plausible", "invalid", 1);
+            return bad_request(&e.field, &e.message);
+        }
+    };
+    let ip = client_ip(peer.ip(), &headers, &c.config.trusted_proxies);
+    let ua = user_agent(&headers);
+    let now = c.clock.now_us();
+    let mut events = Vec::with_capacity(decoded.domains.len());
+    for domain in &decoded.domains {
+        let site = match c.sites.by_domain(domain).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                count("plausible", "unknown_site", 1);
+                continue;
+            }
+            Err(e) => return internal(&e),
+        };
+        let (visitor, prev) = match c.hasher.cookieless(site.id, ip, &ua, now).await {
+            Ok(v) => v,
+            Err(e) => return internal(&e),
+        };
+        events.push(c.event(
+            &site,
+            decoded.hit.clone(),
+            visitor,
+            prev,
+            &ua,
+            Protocol::Plausible,
+            now,
+        ));
+    }
+    if events.is_empty() {
+        return (
+            StatusCode::ACCEPTED,
+            [("x-footfall-dropped", "unknown_site")],
+            "ok",
+        )
+            .into_response();
+    }
+    match c.append(&events).await {
+        Ok(()) => {
+            count("plausible", "accepted", events.len() as u64);
+            (StatusCode::ACCEPTED, "ok").into_response()
+        }
+        Err(e) => {
+            count("plausible", "unavailable", events.len() as u64);
+            c.unavailable(&e)
+        }
+    }
+}
+
+/// Query parameters of the Measurement Protocol endpoints.
+#[derive(Debug, Deserialize)]
+struct MpParams {
+    measurement_id: Option<String>,
+    api_secret: Option<String>,
+}
+
+enum MpSite {
+    Ok(Site),
+    Rejected(&'static str, ga4::ValidationMessage),
+}
+
+async fn mp_site(c: &Collector, params: &MpParams) -> Result<MpSite, StoreError> {
+    let Some(mid) = params.measurement_id.as_deref().filter(|m| !m.is_empty()) else {
+        return Ok(MpSite::Rejected(
+            "unknown_site",
+            ga4::ValidationMessage {
+                field_path: "measurement_id".into(),
+                description: "the measurement_id query parameter is required".into(),
+                validation_code: "VALUE_REQUIRED",
+            },
+        ));
+    };
+    let Some(site) = c.sites.by_measurement_id(mid).await? else {
+        return Ok(MpSite::Rejected(
+            "unknown_site",
+            ga4::ValidationMessage {
+                field_path: "measurement_id".into(),
+                description: "no site has this measurement_id".into(),
+                validation_code: "VALUE_INVALID",
+            },
+        ));
+    };
+    let secret = params.api_secret.as_deref().unwrap_or_default();
+    let matches = !secret.is_empty()
+        && constant_time_eq(
+            blake3::hash(secret.as_bytes()).to_hex().as_bytes(),
+            site.api_secret_hash.as_bytes(),
+        );
+    if !matches {
+        return Ok(MpSite::Rejected(
+            "bad_secret",
+            ga4::ValidationMessage {
+                field_path: "api_secret".into(),
+                description: "the api_secret query parameter does not match this measurement_id"
+                    .into(),
+                validation_code: "VALUE_INVALID",
+            },
+        ));
+    }
+    Ok(MpSite::Ok(site))
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn window(c: &Collector, now: i64) -> ga4::TimeWindow {
+    ga4::TimeWindow {
+        now_us: now,
+        max_backdate_us: c.config.max_backdate_us,
+        max_future_us: c.config.max_future_us,
+    }
+}
+
+async fn mp_collect(
+    State(c): State<Arc<Collector>>,
+    Query(params): Query<MpParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = c.clock.now_us();
+    let decoded = ga4::decode(&body, window(&c, now));
+    let site = match mp_site(&c, &params).await {
+        Ok(MpSite::Ok(s)) => s,
+        Ok(MpSite::Rejected(reason, _)) => {
+            count("ga4_mp", reason, decoded.events.len().max(1) as u64);
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        Err(e) => return internal(&e),
+    };
+    if !decoded.messages.is_empty() {
+        count("ga4_mp", "invalid", decoded.messages.len() as u64);
+    }
+    let Some(client_id) = decoded.client_id.as_deref() else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let visitor = c.hasher.client_id(site.id, client_id);
+    let ua = user_agent(&headers);
+    let events: Vec<Event> = decoded
+        .events
+        .into_iter()
+        .map(|hit| {
+            c.event(
+                &site,
+                hit,
+                visitor,
+                None,
+                &ua,
+                Protocol::Ga4MeasurementProtocol,
+                now,
+            )
+        })
+        .collect();
+    if events.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    match c.append(&events).await {
+        Ok(()) => {
+            count("ga4_mp", "accepted", events.len() as u64);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => {
+            count("ga4_mp", "unavailable", events.len() as u64);
+            c.unavailable(&e)
+        }
+    }
+}
+
+async fn mp_debug(
+    State(c): State<Arc<Collector>>,
+    Query(params): Query<MpParams>,
+    body: Bytes,
+) -> Response {
+    let now = c.clock.now_us();
+    let mut decoded = ga4::decode(&body, window(&c, now));
+    match mp_site(&c, &params).await {
+        Ok(MpSite::Ok(_)) => {}
+        Ok(MpSite::Rejected(_, message)) => decoded.messages.insert(0, message),
+        Err(e) => return internal(&e),
+    }
+    Json(json!({"validationMessages": decoded.messages})).into_response()
+}
