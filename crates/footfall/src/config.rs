@@ -1,0 +1,350 @@
+//! Configuration: defaults → TOML file → `FOOTFALL_*` environment → command-line flags.
+//!
+//! Loading is strict: an unknown key in the file, an unknown `FOOTFALL_*` variable or a value
+//! of the wrong type is an error that names it. Environment variables map to keys by
+//! lower-casing and reading `__` as a section separator: `FOOTFALL_DATA_DIR` is `data_dir`,
+//! `FOOTFALL_SERVER__LISTEN` is `server.listen`, `FOOTFALL_LOG__PARTITIONS` is
+//! `log.partitions`. Values are read as TOML (`8`, `true`, `["10.0.0.0/8"]`) where the key's
+//! default is not a string, and taken verbatim where it is. `FOOTFALL_CONFIG` names the
+//! file; variables starting `FOOTFALL_TEST_` belong to the test suite and are ignored.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// The whole configuration. Every field has a default; see `docs/configuration.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded log, store and admin socket live.
+    pub data_dir: PathBuf,
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// The event log.
+    pub log: LogConfig,
+    /// The rollup store.
+    pub store: StoreConfig,
+    /// The processor.
+    pub processor: ProcessorConfig,
+    /// The collector.
+    pub collector: CollectorSettings,
+    /// The program's own log output.
+    pub logging: LoggingConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the public HTTP server (collector, query API, ops endpoints).
+    pub listen: String,
+    /// CIDR blocks of proxies whose `Forwarded`/`X-Forwarded-For` headers are trusted.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a graceful shutdown may take before the process exits anyway.
+    pub shutdown_timeout_s: u64,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Backend URL; empty means the embedded log under `data_dir`.
+    pub url: String,
+    /// Partition count (fixed once the log exists).
+    pub partitions: u32,
+    /// `always` (fsync before acknowledging; default) or `interval` (fsync every
+    /// `fsync_interval_ms`; faster, but a power loss may lose that much).
+    pub fsync: String,
+    /// Interval for `fsync = "interval"`, ms.
+    pub fsync_interval_ms: u64,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Backend URL; empty means the embedded store under `data_dir`.
+    pub url: String,
+}
+
+/// `[processor]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// How often cells and log positions are flushed, ms.
+    pub flush_interval_ms: u64,
+    /// Most events read from the log at once.
+    pub batch_size: usize,
+}
+
+/// `[collector]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSettings {
+    /// Largest request body, bytes (`413` beyond).
+    pub max_body_bytes: usize,
+    /// How far back a client timestamp may be, hours (GA4: 72).
+    pub max_backdate_hours: u64,
+    /// How far ahead of the server clock a client timestamp may be, seconds.
+    pub max_future_skew_s: u64,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter such as `info` or `footfall=debug,info`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./footfall-data"),
+            server: ServerConfig {
+                listen: "127.0.0.1:8080".into(),
+                trusted_proxies: Vec::new(),
+                shutdown_timeout_s: 30,
+            },
+            log: LogConfig {
+                url: String::new(),
+                partitions: 4,
+                fsync: "always".into(),
+                fsync_interval_ms: 100,
+            },
+            store: StoreConfig { url: String::new() },
+            processor: ProcessorConfig {
+                flush_interval_ms: 2000,
+                batch_size: 5000,
+            },
+            collector: CollectorSettings {
+                max_body_bytes: 64 * 1024,
+                max_backdate_hours: 72,
+                max_future_skew_s: 300,
+            },
+            logging: LoggingConfig {
+                format: "text".into(),
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+fn set_path(root: &mut Table, path: &[&str], value: Value, origin: &str) -> anyhow::Result<()> {
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| anyhow!("{origin}: empty key"))?;
+    let mut table = root;
+    for p in parents {
+        table = table
+            .entry((*p).to_string())
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("{origin}: {p} is not a section"))?;
+    }
+    table.insert((*last).to_string(), value);
+    Ok(())
+}
+
+fn lookup<'a>(root: &'a Table, path: &[&str]) -> Option<&'a Value> {
+    let (last, parents) = path.split_last()?;
+    let mut table = root;
+    for p in parents {
+        table = table.get(*p)?.as_table()?;
+    }
+    table.get(*last)
+}
+
+fn merge(base: &mut Table, over: Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration.
+    ///
+    /// - `file`: a TOML file, or `None` (then `FOOTFALL_CONFIG` from `env`, if set);
+    /// - `env`: the environment as (name, value) pairs; only `FOOTFALL_*` names are read;
+    /// - `flags`: (dotted key, value) pairs from the command line, applied last.
+    ///
+    /// # Errors
+    /// A message naming the file, variable or key that is unknown or has the wrong type.
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &[(&str, Value)],
+    ) -> anyhow::Result<Config> {
+        let defaults = Table::try_from(Config::default()).context("serialising the defaults")?;
+        let mut merged = defaults.clone();
+        let env_file = env
+            .iter()
+            .find(|(k, _)| k == "FOOTFALL_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
+        if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the configuration file {}", path.display()))?;
+            let table: Table = toml::from_str(&text)
+                .with_context(|| format!("parsing the configuration file {}", path.display()))?;
+            merge(&mut merged, table);
+            Self::check(&merged)
+                .with_context(|| format!("in the configuration file {}", path.display()))?;
+        }
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("FOOTFALL_") else {
+                continue;
+            };
+            if rest == "CONFIG" || rest.starts_with("TEST_") {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase();
+            let path: Vec<&str> = key.split("__").collect();
+            let value = match lookup(&defaults, &path) {
+                None => bail!("environment variable {name} names no configuration key (keys map as FOOTFALL_SECTION__KEY, e.g. FOOTFALL_SERVER__LISTEN)"),
+                Some(Value::String(_)) => Value::String(raw.clone()),
+                Some(_) => toml::from_str::<Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).ok_or_else(|| anyhow!("environment variable {name}: {raw:?} is not a valid value"))?,
+            };
+            set_path(&mut merged, &path, value, name)?;
+        }
+        for (key, value) in flags {
+            let path: Vec<&str> = key.split('.').collect();
+            set_path(&mut merged, &path, value.clone(), key)?;
+        }
+        Self::check(&merged)
+    }
+
+    fn check(table: &Table) -> anyhow::Result<Config> {
+        let config: Config = Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types alone do not.
+    ///
+    /// # Errors
+    /// A message naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !matches!(self.log.fsync.as_str(), "always" | "interval") {
+            bail!(
+                "log.fsync must be \"always\" or \"interval\", not {:?}",
+                self.log.fsync
+            );
+        }
+        if self.log.partitions == 0 || self.log.partitions > 1024 {
+            bail!("log.partitions must be between 1 and 1024");
+        }
+        if !matches!(self.logging.format.as_str(), "text" | "json") {
+            bail!(
+                "logging.format must be \"text\" or \"json\", not {:?}",
+                self.logging.format
+            );
+        }
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            parse_net(p).with_context(|| format!("server.trusted_proxies[{i}]"))?;
+        }
+        if self.processor.batch_size == 0 {
+            bail!("processor.batch_size must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// `server.trusted_proxies` parsed.
+    ///
+    /// # Errors
+    /// When an entry is not an address or CIDR block.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .map(|p| parse_net(p))
+            .collect()
+    }
+
+    /// Path of the admin socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.data_dir.join("footfall.sock")
+    }
+}
+
+fn parse_net(s: &str) -> anyhow::Result<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| anyhow!("{s:?} is not an IP address or CIDR block"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from-file\"\n[log]\npartitions = 8\n[server]\nlisten = \"0.0.0.0:1\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            &env(&[
+                ("FOOTFALL_LOG__PARTITIONS", "16"),
+                ("FOOTFALL_SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]"),
+                ("HOME", "/x"),
+            ]),
+            &[("server.listen", Value::String("127.0.0.1:9".into()))],
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from-file"));
+        assert_eq!(c.log.partitions, 16);
+        assert_eq!(c.server.trusted_proxies, vec!["10.0.0.0/8".to_string()]);
+        assert_eq!(c.server.listen, "127.0.0.1:9");
+        assert_eq!(
+            c.processor.flush_interval_ms, 2000,
+            "untouched keys keep defaults"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(&file, "[server]\nlisten = \"x\"\nlistne = 1\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&file), &[], &[]).unwrap_err());
+        assert!(e.contains("listne"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::load(None, &env(&[("FOOTFALL_SERVER__LISTNE", "1")]), &[]).unwrap_err()
+        );
+        assert!(e.contains("FOOTFALL_SERVER__LISTNE"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::load(None, &env(&[("FOOTFALL_LOG__PARTITIONS", "many")]), &[]).unwrap_err()
+        );
+        assert!(e.contains("FOOTFALL_LOG__PARTITIONS"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::load(None, &env(&[("FOOTFALL_LOG__FSYNC", "sometimes")]), &[]).unwrap_err()
+        );
+        assert!(e.contains("log.fsync"), "{e}");
+        assert!(Config::load(None, &env(&[("FOOTFALL_TEST_CASSANDRA", "x")]), &[]).is_ok());
+    }
+}

@@ -1,0 +1,7 @@
+//! The `footfall` binary's library half: configuration, wiring of the roles, the admin client
+//! and the access-log importer. `main.rs` is only the command line.
+
+pub mod admin_client;
+pub mod config;
+pub mod import;
+pub mod serve;

@@ -1,0 +1,284 @@
+//! The `footfall` binary: `serve` runs every role; `sites`, `keys` and `import` administer
+//! a data directory (through the running server when there is one).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::http::Method;
+use clap::{Parser, Subcommand, ValueEnum};
+use footfall::admin_client::AdminClient;
+use footfall::config::Config;
+use footfall::import::{import_file, inputs, print_summary, ImportOptions};
+use serde_json::{json, Value};
+
+/// Footfall web analytics: collect hits, build visits and rollups, answer time-series queries.
+#[derive(Parser)]
+#[command(name = "footfall", version, about)]
+struct Cli {
+    /// TOML configuration file (also FOOTFALL_CONFIG). See docs/configuration.md.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory for the embedded log, store and admin socket [default: ./footfall-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector, processor and query API (embedded backends by default).
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create, list and update sites.
+    Sites {
+        #[command(subcommand)]
+        command: SitesCommand,
+    },
+    /// Create API keys for the query API.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Import access logs as pageviews (exactly once per file, resumable).
+    Import {
+        /// The site's domain.
+        #[arg(long)]
+        site: String,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = Format::Combined)]
+        format: Format,
+        /// Hostname of the pages [default: the site's domain].
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Lines per batch sent to the log.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+        batch_lines: u64,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Log files, plain or gzip; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// NCSA combined (nginx and Apache default); common log format lines are accepted too.
+    Combined,
+}
+
+#[derive(Subcommand)]
+enum SitesCommand {
+    /// Create a site; prints its measurement id and Measurement Protocol secret (shown once).
+    Create {
+        /// Domain, such as shop.example.
+        #[arg(long)]
+        domain: String,
+        /// IANA time zone of its reports.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// ISO 4217 currency of its revenue.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+    },
+    /// List sites.
+    List,
+    /// Change a site's time zone or currency (applies to new data).
+    Update {
+        /// The site's domain.
+        #[arg(long)]
+        domain: String,
+        /// New IANA time zone.
+        #[arg(long)]
+        timezone: Option<String>,
+        /// New ISO 4217 currency.
+        #[arg(long)]
+        currency: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key that may read the given sites; prints it once (only a hash is kept).
+    Create {
+        /// A site's domain; repeat for several.
+        #[arg(long = "site", required = true)]
+        sites: Vec<String>,
+    },
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.logging.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut flags: Vec<(&str, toml::Value)> = Vec::new();
+    if let Some(d) = &cli.data_dir {
+        flags.push(("data_dir", toml::Value::String(d.display().to_string())));
+    }
+    if let Command::Serve { listen: Some(l) } = &cli.command {
+        flags.push(("server.listen", toml::Value::String(l.clone())));
+    }
+    let config = Config::load(cli.config.as_deref(), &env, &flags)?;
+    init_tracing(&config);
+    match cli.command {
+        Command::Serve { .. } => {
+            let running =
+                footfall::serve::start(config, Arc::new(footfall_model::clock::SystemClock))
+                    .await?;
+            eprintln!("footfall is listening on http://{}", running.addr);
+            tokio::select! {
+                () = wait_for_signal() => running.shutdown.cancel(),
+                () = running.shutdown.cancelled() => {}
+            }
+            running.done.await.context("shutdown task failed")?
+        }
+        Command::Sites { command } => {
+            let admin = AdminClient::connect(&config).await?;
+            let result = match command {
+                SitesCommand::Create {
+                    domain,
+                    timezone,
+                    currency,
+                } => admin
+                    .call(
+                        Method::POST,
+                        "/admin/sites",
+                        Some(
+                            &json!({"domain": domain, "timezone": timezone, "currency": currency}),
+                        ),
+                    )
+                    .await,
+                SitesCommand::List => admin.call(Method::GET, "/admin/sites", None).await,
+                SitesCommand::Update {
+                    domain,
+                    timezone,
+                    currency,
+                } => {
+                    let mut body = json!({});
+                    if let Some(t) = timezone {
+                        body["timezone"] = json!(t);
+                    }
+                    if let Some(c) = currency {
+                        body["currency"] = json!(c);
+                    }
+                    admin
+                        .call(
+                            Method::PATCH,
+                            &format!("/admin/sites/{domain}"),
+                            Some(&body),
+                        )
+                        .await
+                }
+            };
+            admin.close();
+            print_json(&result?)
+        }
+        Command::Keys {
+            command: KeysCommand::Create { sites },
+        } => {
+            let admin = AdminClient::connect(&config).await?;
+            let result = admin
+                .call(Method::POST, "/admin/keys", Some(&json!({"sites": sites})))
+                .await;
+            admin.close();
+            print_json(&result?)
+        }
+        Command::Import {
+            site,
+            format: Format::Combined,
+            hostname,
+            batch_lines,
+            json: as_json,
+            files,
+        } => {
+            let admin = AdminClient::connect(&config).await?;
+            let (files, _temps) = inputs(&files, &config.data_dir.join("tmp"))?;
+            let opts = ImportOptions {
+                site: site.to_ascii_lowercase(),
+                hostname,
+                batch_lines,
+                progress: !as_json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let mut summaries = Vec::new();
+            let mut failure = None;
+            for (path, display) in &files {
+                match import_file(&admin, path, display, &opts).await {
+                    Ok(s) => {
+                        if !as_json {
+                            print_summary(&s);
+                        }
+                        summaries.push(s);
+                    }
+                    Err(e) => {
+                        failure = Some(e.context(format!("importing {display}")));
+                        break;
+                    }
+                }
+            }
+            if !admin.is_remote() && failure.is_none() {
+                eprintln!("note: no footfall server is running; the pageviews are in the log and will be processed when `footfall serve` starts");
+            }
+            admin.close();
+            if as_json {
+                print_json(&json!({"files": summaries}))?;
+            }
+            failure.map_or(Ok(()), Err)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

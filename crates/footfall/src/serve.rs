@@ -1,0 +1,226 @@
+//! `footfall serve`: wiring of every role with its backends, and the ordered shutdown.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use footfall_ingest::{Collector, CollectorConfig};
+use footfall_log::embedded::{EmbeddedLog, EmbeddedLogConfig, FsyncPolicy};
+use footfall_log::Log;
+use footfall_model::clock::Clock;
+use footfall_process::runner::{self, RunnerConfig};
+use footfall_store::embedded::EmbeddedStore;
+use footfall_store::Store;
+use footfall_web::AppState;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// The opened backends.
+pub struct Backends {
+    /// The log.
+    pub log: Arc<dyn Log>,
+    /// The embedded log, kept to close it (flush and stop its writer) at shutdown.
+    pub embedded_log: Option<Arc<EmbeddedLog>>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+}
+
+/// Opens the log and the store named by the configuration.
+///
+/// # Errors
+/// A message naming the backend when its URL names a backend this build does not have, or
+/// when it cannot be opened (in use by a running server, unreadable, wrong partition count).
+pub fn open_backends(config: &Config) -> anyhow::Result<Backends> {
+    let (log, embedded_log): (Arc<dyn Log>, _) = match config.log.url.as_str() {
+        "" => {
+            let fsync = match config.log.fsync.as_str() {
+                "interval" => FsyncPolicy::Interval(Duration::from_millis(config.log.fsync_interval_ms)),
+                _ => FsyncPolicy::Always,
+            };
+            let log = Arc::new(EmbeddedLog::open(&EmbeddedLogConfig { path: footfall_log::embedded::default_path(&config.data_dir), partitions: config.log.partitions, fsync }).context("opening the embedded log")?);
+            (log.clone(), Some(log))
+        }
+        url if url.starts_with("kafka://") => bail!("log.url = {url:?}: this build has no Kafka log backend yet; leave log.url empty for the embedded log"),
+        url => bail!("log.url = {url:?}: unknown backend; leave it empty for the embedded log"),
+    };
+    let store: Arc<dyn Store> = match config.store.url.as_str() {
+        "" => Arc::new(EmbeddedStore::open(&footfall_store::embedded::default_path(&config.data_dir)).context("opening the embedded store")?),
+        url if url.starts_with("cassandra://") => bail!("store.url = {url:?}: this build has no Cassandra store backend yet; leave store.url empty for the embedded store"),
+        url => bail!("store.url = {url:?}: unknown backend; leave it empty for the embedded store"),
+    };
+    Ok(Backends {
+        log,
+        embedded_log,
+        store,
+    })
+}
+
+/// The app state and collector over opened backends (shared by `serve` and the CLI's
+/// in-process admin path).
+///
+/// # Errors
+/// When the configuration is invalid or the store fails.
+pub async fn app_state(
+    config: &Config,
+    backends: &Backends,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<AppState>> {
+    let collector_config = CollectorConfig {
+        trusted_proxies: config.trusted_proxies()?,
+        max_body_bytes: config.collector.max_body_bytes,
+        max_backdate_us: i64::try_from(config.collector.max_backdate_hours)
+            .unwrap_or(72)
+            .saturating_mul(3_600_000_000),
+        max_future_us: i64::try_from(config.collector.max_future_skew_s)
+            .unwrap_or(300)
+            .saturating_mul(1_000_000),
+        retry_after_s: 1,
+    };
+    let collector = Collector::new(
+        backends.log.clone(),
+        backends.store.clone(),
+        clock.clone(),
+        collector_config,
+    )
+    .await
+    .context("starting the collector")?;
+    Ok(Arc::new(AppState {
+        store: backends.store.clone(),
+        collector,
+        clock,
+        partitions: backends.log.partitions(),
+        ready: false.into(),
+    }))
+}
+
+/// A running server.
+pub struct Running {
+    /// The bound HTTP address.
+    pub addr: SocketAddr,
+    /// Cancel to shut down.
+    pub shutdown: CancellationToken,
+    /// Completes when shutdown is done.
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn bind_admin_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another footfall server is using {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding the admin socket {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .context("restricting the admin socket to its owner")?;
+    Ok(listener)
+}
+
+/// Starts every role; returns once the server listens.
+///
+/// # Errors
+/// When a backend cannot be opened or an address cannot be bound.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let backends = open_backends(&config)?;
+    let state = app_state(&config, &backends, clock.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("binding server.listen = {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let socket_path = config.admin_socket();
+    let admin_listener = bind_admin_socket(&socket_path)?;
+
+    let shutdown = CancellationToken::new();
+    let http_stop = CancellationToken::new();
+    let processor_stop = CancellationToken::new();
+
+    let public = footfall_web::public_router(state.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let http = tokio::spawn(
+        axum::serve(listener, public)
+            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    let admin = tokio::spawn(
+        axum::serve(admin_listener, footfall_web::admin::router(state.clone()))
+            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    let runner_config = RunnerConfig {
+        flush_interval: Duration::from_millis(config.processor.flush_interval_ms),
+        batch_size: config.processor.batch_size,
+        ..RunnerConfig::default()
+    };
+    let processor = tokio::spawn(runner::run(
+        backends.log.clone(),
+        backends.store.clone(),
+        clock.clone(),
+        runner_config,
+        processor_stop.clone(),
+    ));
+    let rotation = {
+        let (state, stop, clock) = (state.clone(), shutdown.clone(), clock.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = state.collector.hasher().rotate(clock.now_us()).await {
+                    tracing::warn!(error = %e, "salt rotation failed; retrying in an hour");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+        })
+    };
+    state.ready.store(true, Ordering::SeqCst);
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "footfall serving");
+
+    let deadline = Duration::from_secs(config.server.shutdown_timeout_s);
+    let token = shutdown.clone();
+    let done = tokio::spawn(async move {
+        token.cancelled().await;
+        tracing::info!("shutting down: readiness off, draining requests");
+        state.ready.store(false, Ordering::SeqCst);
+        let stages = async {
+            http_stop.cancel();
+            let _ = http.await;
+            let _ = admin.await;
+            tracing::info!("requests drained; flushing the processor");
+            processor_stop.cancel();
+            match processor.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "processor stopped with an error"),
+                Err(e) => tracing::error!(error = %e, "processor task failed"),
+            }
+            rotation.abort();
+            if let Some(log) = &backends.embedded_log {
+                let log = log.clone();
+                let _ = tokio::task::spawn_blocking(move || log.close()).await;
+            }
+        };
+        let result = tokio::time::timeout(deadline, stages).await;
+        let _ = std::fs::remove_file(&socket_path);
+        match result {
+            Ok(()) => {
+                tracing::info!("shutdown complete");
+                Ok(())
+            }
+            Err(_) => bail!("shutdown overran server.shutdown_timeout_s = {}s (requests, processor flush or log close did not finish)", deadline.as_secs()),
+        }
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        done,
+    })
+}

@@ -1,0 +1,42 @@
+//! Footfall's HTTP APIs other than the collector's:
+//!
+//! - [`query_api`]: `POST /api/v2/query` with `Authorization: Bearer KEY`;
+//! - [`admin`]: the admin API (sites, keys, imports) that the CLI talks to over the server's
+//!   Unix socket, or in-process when no server is running;
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
+
+pub mod admin;
+pub mod error;
+pub mod ops;
+pub mod query_api;
+pub mod secrets;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use footfall_ingest::Collector;
+use footfall_model::clock::Clock;
+use footfall_store::Store;
+
+/// What the handlers share.
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The collector (admin imports go through it).
+    pub collector: Arc<Collector>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The log's partition count (locates a site's processor checkpoint).
+    pub partitions: u32,
+    /// Readiness: false while starting and once shutdown has begun.
+    pub ready: AtomicBool,
+}
+
+/// The public router: collector endpoints, the query API and the ops endpoints.
+pub fn public_router(state: Arc<AppState>) -> axum::Router {
+    state
+        .collector
+        .router()
+        .merge(query_api::router(state.clone()))
+        .merge(ops::router(state))
+}
