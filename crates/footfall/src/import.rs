@@ -1,14 +1,20 @@
 //! `footfall import`: access logs (NCSA combined / common) into pageviews.
 //!
-//! Each file is read twice: once to fingerprint its (decompressed) content with BLAKE3, once
-//! to parse it. The fingerprint names the import's *producer*; batches are appended with the
-//! number of their last line as the producer's sequence, atomically with the sequence in the
-//! log ([`footfall_log::Log::append_sequenced`]). Hence:
+//! Each file is read twice: once to fingerprint its (decompressed) content with BLAKE3 and
+//! find its first timestamp, once to parse it. Files are imported oldest first (by their first
+//! timestamp, whatever the order on the command line), so that visits spanning two rotated
+//! files are joined. The fingerprint names the file's *producer*; batches are appended with
+//! the number of their last line as the producer's sequence, atomically with the sequence in
+//! the log ([`footfall_log::Log::append_sequenced`]). Hence:
 //!
 //! - importing the same file again appends nothing (every batch is a duplicate, and lines up
 //!   to the recorded sequence are not even sent);
 //! - an import killed midway and run again resumes after the last appended batch, so every
 //!   pageview ends up counted exactly once.
+//!
+//! Visitors are hashed from (address, user agent) with a salt shared by all files of one run
+//! (named by the files' fingerprints, so a re-run after a kill reuses it) and deleted when
+//! the run completes.
 //!
 //! Which lines are pageviews: see [`footfall_model::decode::combined`].
 
@@ -62,6 +68,8 @@ pub struct ImportOptions {
     pub batch_lines: u64,
     /// Show a progress bar.
     pub progress: bool,
+    /// Print each file's summary to stderr.
+    pub print: bool,
 }
 
 fn open(path: &Path) -> anyhow::Result<Box<dyn Read>> {
@@ -76,25 +84,88 @@ fn open(path: &Path) -> anyhow::Result<Box<dyn Read>> {
     })
 }
 
-fn fingerprint(path: &Path) -> anyhow::Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    std::io::copy(&mut open(path)?, &mut hasher)
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(hasher.finalize().to_hex()[..32].to_string())
+/// A file's content fingerprint and first request time.
+struct Scan {
+    fingerprint: String,
+    first_us: Option<i64>,
 }
 
-/// Imports one file through `admin`.
+fn scan(path: &Path) -> anyhow::Result<Scan> {
+    let mut hasher = blake3::Hasher::new();
+    let mut reader = BufReader::new(open(path)?);
+    let mut buf = Vec::new();
+    let mut first_us = None;
+    loop {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", path.display()))?
+            == 0
+        {
+            break;
+        }
+        hasher.update(&buf);
+        if first_us.is_none() {
+            first_us = parse_line(&String::from_utf8_lossy(&buf))
+                .ok()
+                .map(|l| l.timestamp_us);
+        }
+    }
+    Ok(Scan {
+        fingerprint: hasher.finalize().to_hex()[..32].to_string(),
+        first_us,
+    })
+}
+
+/// Imports `files` (path, name to show) as one run, oldest file first.
 ///
 /// # Errors
-/// When the file cannot be read, the site does not exist, or the server fails.
-pub async fn import_file(
+/// When a file cannot be read, the site does not exist, or the server fails. Files imported
+/// before the failure stay imported; running the same command again resumes.
+pub async fn import_files(
+    admin: &AdminClient,
+    files: &[(PathBuf, String)],
+    opts: &ImportOptions,
+) -> anyhow::Result<Vec<FileSummary>> {
+    let mut scanned = Vec::with_capacity(files.len());
+    for (path, display) in files {
+        scanned.push((scan(path)?, path, display));
+    }
+    scanned.sort_by_key(|(s, _, _)| s.first_us.unwrap_or(i64::MAX));
+    let mut run_hasher = blake3::Hasher::new();
+    for (s, _, _) in &scanned {
+        run_hasher.update(s.fingerprint.as_bytes());
+    }
+    let run = format!(
+        "import-run:{}:{}",
+        opts.site,
+        &run_hasher.finalize().to_hex()[..32]
+    );
+    let mut summaries = Vec::new();
+    for (s, path, display) in &scanned {
+        let summary = import_file(admin, path, display, &s.fingerprint, &run, opts)
+            .await
+            .with_context(|| format!("importing {display}"))?;
+        if opts.print {
+            print_summary(&summary);
+        }
+        summaries.push(summary);
+    }
+    admin
+        .call(Method::DELETE, &format!("/admin/import/{run}"), None)
+        .await?;
+    Ok(summaries)
+}
+
+async fn import_file(
     admin: &AdminClient,
     path: &Path,
     display: &str,
+    fingerprint: &str,
+    run: &str,
     opts: &ImportOptions,
 ) -> anyhow::Result<FileSummary> {
-    let fp = fingerprint(path)?;
-    let producer = format!("import:{}:{fp}", opts.site);
+    let producer = format!("import:{}:{fingerprint}", opts.site);
     let done = admin
         .call(Method::GET, &format!("/admin/import/{producer}"), None)
         .await?
@@ -115,6 +186,12 @@ pub async fn import_file(
     );
     bar.set_message(display.to_string());
 
+    let batcher = Batcher {
+        admin,
+        opts,
+        producer: &producer,
+        run,
+    };
     let mut summary = FileSummary {
         path: display.to_string(),
         ..Default::default()
@@ -123,7 +200,6 @@ pub async fn import_file(
     let mut buf = Vec::new();
     let mut batch: Vec<ImportHit> = Vec::new();
     let mut line_no = 0u64;
-    let mut batch_end = 0u64;
     loop {
         buf.clear();
         let n = reader
@@ -140,81 +216,81 @@ pub async fn import_file(
             continue;
         }
         let text = String::from_utf8_lossy(&buf);
-        if text.trim().is_empty() {
-            continue;
-        }
-        match parse_line(&text) {
-            Err(e) => {
-                summary.malformed += 1;
-                if summary.malformed_lines.len() < MAX_LISTED_MALFORMED {
-                    summary.malformed_lines.push((line_no, e.to_string()));
+        if !text.trim().is_empty() {
+            match parse_line(&text) {
+                Err(e) => {
+                    summary.malformed += 1;
+                    if summary.malformed_lines.len() < MAX_LISTED_MALFORMED {
+                        summary.malformed_lines.push((line_no, e.to_string()));
+                    }
                 }
+                Ok(line) => match classify(&line) {
+                    Err(reason) => {
+                        *summary
+                            .skipped
+                            .entry(reason.as_str().to_string())
+                            .or_default() += 1
+                    }
+                    Ok(()) => batch.push(ImportHit {
+                        line: line_no,
+                        timestamp_us: line.timestamp_us,
+                        remote_addr: line.remote_addr.to_string(),
+                        user_agent: line.user_agent.to_string(),
+                        target: line.target.to_string(),
+                        referrer: line.referrer.map(str::to_string),
+                    }),
+                },
             }
-            Ok(line) => match classify(&line) {
-                Err(reason) => {
-                    *summary
-                        .skipped
-                        .entry(reason.as_str().to_string())
-                        .or_default() += 1
-                }
-                Ok(()) => batch.push(ImportHit {
-                    line: line_no,
-                    timestamp_us: line.timestamp_us,
-                    remote_addr: line.remote_addr.to_string(),
-                    user_agent: line.user_agent.to_string(),
-                    target: line.target.to_string(),
-                    referrer: line.referrer.map(str::to_string),
-                }),
-            },
         }
-        batch_end = line_no;
+        // Batches end at multiples of batch_lines, so a resumed run cuts the same batches.
         if line_no % opts.batch_lines == 0 && !batch.is_empty() {
-            send(
-                admin,
-                opts,
-                &producer,
-                batch_end,
-                std::mem::take(&mut batch),
-                &mut summary,
-            )
-            .await?;
+            batcher
+                .send(line_no, std::mem::take(&mut batch), &mut summary)
+                .await?;
         }
     }
     if !batch.is_empty() {
-        send(admin, opts, &producer, batch_end, batch, &mut summary).await?;
+        batcher.send(line_no, batch, &mut summary).await?;
     }
     bar.finish_and_clear();
-    admin
-        .call(Method::DELETE, &format!("/admin/import/{producer}"), None)
-        .await?;
     Ok(summary)
 }
 
-async fn send(
-    admin: &AdminClient,
-    opts: &ImportOptions,
-    producer: &str,
-    sequence: u64,
-    hits: Vec<ImportHit>,
-    summary: &mut FileSummary,
-) -> anyhow::Result<()> {
-    let batch = ImportBatch {
-        site: opts.site.clone(),
-        producer: producer.to_string(),
-        sequence,
-        hostname: opts.hostname.clone(),
-        hits,
-    };
-    let outcome = admin
-        .call(
-            Method::POST,
-            "/admin/import",
-            Some(&serde_json::to_value(&batch)?),
-        )
-        .await?;
-    summary.imported += outcome.get("appended").and_then(Value::as_u64).unwrap_or(0);
-    summary.future += outcome.get("future").and_then(Value::as_u64).unwrap_or(0);
-    Ok(())
+struct Batcher<'a> {
+    admin: &'a AdminClient,
+    opts: &'a ImportOptions,
+    producer: &'a str,
+    run: &'a str,
+}
+
+impl Batcher<'_> {
+    /// Appends the hits of the lines up to `last_line`.
+    async fn send(
+        &self,
+        last_line: u64,
+        hits: Vec<ImportHit>,
+        summary: &mut FileSummary,
+    ) -> anyhow::Result<()> {
+        let batch = ImportBatch {
+            site: self.opts.site.clone(),
+            producer: self.producer.to_string(),
+            run: self.run.to_string(),
+            sequence: last_line,
+            hostname: self.opts.hostname.clone(),
+            hits,
+        };
+        let outcome = self
+            .admin
+            .call(
+                Method::POST,
+                "/admin/import",
+                Some(&serde_json::to_value(&batch)?),
+            )
+            .await?;
+        summary.imported += outcome.get("appended").and_then(Value::as_u64).unwrap_or(0);
+        summary.future += outcome.get("future").and_then(Value::as_u64).unwrap_or(0);
+        Ok(())
+    }
 }
 
 /// Prints a human summary of one file to stderr.

@@ -10,7 +10,7 @@ use axum::http::Method;
 use clap::{Parser, Subcommand, ValueEnum};
 use footfall::admin_client::AdminClient;
 use footfall::config::Config;
-use footfall::import::{import_file, inputs, print_summary, ImportOptions};
+use footfall::import::{import_files, inputs, ImportOptions};
 use serde_json::{json, Value};
 
 /// Footfall web analytics: collect hits, build visits and rollups, answer time-series queries.
@@ -119,6 +119,7 @@ fn init_tracing(config: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if config.logging.format == "json" {
         builder.json().init();
@@ -242,31 +243,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 hostname,
                 batch_lines,
                 progress: !as_json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                print: !as_json,
             };
-            let mut summaries = Vec::new();
-            let mut failure = None;
-            for (path, display) in &files {
-                match import_file(&admin, path, display, &opts).await {
-                    Ok(s) => {
-                        if !as_json {
-                            print_summary(&s);
-                        }
-                        summaries.push(s);
-                    }
-                    Err(e) => {
-                        failure = Some(e.context(format!("importing {display}")));
-                        break;
-                    }
-                }
-            }
-            if !admin.is_remote() && failure.is_none() {
+            let result = import_files(&admin, &files, &opts).await;
+            if !admin.is_remote() && result.is_ok() {
                 eprintln!("note: no footfall server is running; the pageviews are in the log and will be processed when `footfall serve` starts");
             }
             admin.close();
+            let summaries = result?;
             if as_json {
                 print_json(&json!({"files": summaries}))?;
             }
-            failure.map_or(Ok(()), Err)
+            Ok(())
         }
     }
 }

@@ -101,8 +101,12 @@ pub struct ImportHit {
 pub struct ImportBatch {
     /// Site domain.
     pub site: String,
-    /// Producer id: `import:<site id>:<file fingerprint>`.
+    /// Producer id, one per file: `import:<site>:<file fingerprint>`.
     pub producer: String,
+    /// Import run id, one per `footfall import` invocation: names the visitor-hash salt
+    /// shared by all files of the run, so that a visitor seen in two files of one run is
+    /// one visitor.
+    pub run: String,
     /// The last line number this batch covers; batches of one producer must increase.
     pub sequence: u64,
     /// Hostname for the pages (default: the site's domain).
@@ -269,7 +273,7 @@ impl Collector {
             .site_by_domain(&batch.site)
             .await?
             .ok_or_else(|| ImportError::UnknownSite(batch.site.clone()))?;
-        let salt = self.store.salt(&batch.producer, random_key()?).await?;
+        let salt = self.store.salt(&batch.run, random_key()?).await?;
         let now = self.clock.now_us();
         let hostname = batch
             .hostname
@@ -349,12 +353,13 @@ impl Collector {
         self.log.producer_sequence(producer).await
     }
 
-    /// Ends an import: deletes its visitor-hash salt.
+    /// Ends an import run: deletes its visitor-hash salt, after which nobody can link its
+    /// visitor ids to addresses.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
-    pub async fn finish_import(&self, producer: &str) -> Result<(), StoreError> {
-        self.store.delete_salt(producer).await
+    pub async fn finish_import(&self, run: &str) -> Result<(), StoreError> {
+        self.store.delete_salt(run).await
     }
 }
 

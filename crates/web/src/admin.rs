@@ -10,8 +10,8 @@
 //! | `PATCH /admin/sites/{domain}` | `{timezone?, currency?}` | site |
 //! | `POST /admin/keys` | `{sites: [domain, ...]}` | `201` `{key, prefix, sites}` (key shown once) |
 //! | `POST /admin/import` | an [`ImportBatch`] | [`footfall_ingest::collector::ImportOutcome`] |
-//! | `GET /admin/import/{producer}` | | `{sequence}` |
-//! | `DELETE /admin/import/{producer}` | | `204` |
+//! | `GET /admin/import/{producer}` | | `{sequence}`: the last line a file's import appended |
+//! | `DELETE /admin/import/{run}` | | `204`: the run is over; its salt is deleted |
 
 use std::sync::Arc;
 
