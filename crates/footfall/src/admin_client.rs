@@ -81,7 +81,7 @@ impl AdminClient {
         body: Option<&Value>,
     ) -> anyhow::Result<(StatusCode, Value)> {
         let bytes = body
-            .map(|b| serde_json::to_vec(b))
+            .map(serde_json::to_vec)
             .transpose()?
             .unwrap_or_default();
         let request = Request::builder()

@@ -243,7 +243,7 @@ async fn import_file(
             }
         }
         // Batches end at multiples of batch_lines, so a resumed run cuts the same batches.
-        if line_no % opts.batch_lines == 0 && !batch.is_empty() {
+        if line_no.is_multiple_of(opts.batch_lines) && !batch.is_empty() {
             batcher
                 .send(line_no, std::mem::take(&mut batch), &mut summary)
                 .await?;
@@ -332,16 +332,17 @@ pub fn print_summary(s: &FileSummary) {
     }
 }
 
+/// The files to import as (path, name to show), and the temporary copies of standard input
+/// that must live as long as the import.
+pub type Inputs = (Vec<(PathBuf, String)>, Vec<tempfile::NamedTempFile>);
+
 /// Resolves the FILE arguments: `-` is standard input, copied to a temporary file under
 /// `spool_dir` so that it can be read twice. The temporary files are deleted when the
 /// returned guards drop.
 ///
 /// # Errors
 /// When stdin cannot be copied.
-pub fn inputs(
-    files: &[PathBuf],
-    spool_dir: &Path,
-) -> anyhow::Result<(Vec<(PathBuf, String)>, Vec<tempfile::NamedTempFile>)> {
+pub fn inputs(files: &[PathBuf], spool_dir: &Path) -> anyhow::Result<Inputs> {
     let mut out = Vec::new();
     let mut temps = Vec::new();
     for f in files {

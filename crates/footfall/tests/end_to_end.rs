@@ -2,6 +2,8 @@
 //! store → query API, with a controlled clock. Expected figures are worked out by hand in the
 //! comments.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -19,8 +21,10 @@ fn us(s: &str) -> i64 {
 }
 
 async fn server(dir: &std::path::Path, clock: &ManualClock) -> Running {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     config.server.listen = "127.0.0.1:0".into();
     config.processor.flush_interval_ms = 100;
     start(config, Arc::new(clock.clone())).await.unwrap()

@@ -1,6 +1,8 @@
 //! `footfall import` killed with SIGKILL midway and run again counts every pageview exactly
 //! once; importing the same file again adds nothing.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;

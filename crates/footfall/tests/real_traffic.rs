@@ -8,6 +8,8 @@
 //! The logs are found in `FOOTFALL_TEST_ERDDAP_DIR`, or downloaded once with pip into the
 //! target directory. Without either the test fails: it never passes vacuously.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

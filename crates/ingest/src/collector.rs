@@ -211,12 +211,12 @@ impl Collector {
         &self,
         site: &Site,
         hit: Hit,
-        visitor_id: u64,
-        prev_visitor_id: Option<u64>,
+        visitor: (u64, Option<u64>),
         user_agent: &str,
         protocol: Protocol,
         now: i64,
     ) -> Event {
+        let (visitor_id, prev_visitor_id) = visitor;
         let session_id = hit
             .session_id
             .as_deref()
@@ -311,8 +311,7 @@ impl Collector {
             let mut event = self.event(
                 &site,
                 h,
-                visitor_id,
-                None,
+                (visitor_id, None),
                 &hit.user_agent,
                 Protocol::AccessLog,
                 now,
@@ -426,8 +425,7 @@ async fn plausible_event(
         events.push(c.event(
             &site,
             decoded.hit.clone(),
-            visitor,
-            prev,
+            (visitor, prev),
             &ua,
             Protocol::Plausible,
             now,
@@ -550,8 +548,7 @@ async fn mp_collect(
             c.event(
                 &site,
                 hit,
-                visitor,
-                None,
+                (visitor, None),
                 &ua,
                 Protocol::Ga4MeasurementProtocol,
                 now,

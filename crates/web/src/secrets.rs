@@ -6,24 +6,16 @@ const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 const UPPER36: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 fn random_from(alphabet: &[u8], n: usize) -> Result<String, String> {
-    let mut bytes = vec![0u8; n * 2];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no OS randomness: {e}"))?;
     // Rejection sampling keeps the characters uniform.
     let limit = 256 - (256 % alphabet.len());
     let mut out = String::with_capacity(n);
-    let mut pool = bytes.into_iter();
     while out.len() < n {
-        let b = match pool.next() {
-            Some(b) => b,
-            None => {
-                let mut more = [0u8; 64];
-                getrandom::fill(&mut more).map_err(|e| format!("no OS randomness: {e}"))?;
-                pool = more.to_vec().into_iter();
-                continue;
+        let mut bytes = [0u8; 64];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no OS randomness: {e}"))?;
+        for b in bytes {
+            if (b as usize) < limit && out.len() < n {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
             }
-        };
-        if (b as usize) < limit {
-            out.push(alphabet[b as usize % alphabet.len()] as char);
         }
     }
     Ok(out)
@@ -56,4 +48,27 @@ pub fn new_measurement_id() -> Result<String, String> {
 /// The stored form of a secret: BLAKE3, hex.
 pub fn hash_secret(secret: &str) -> String {
     blake3::hash(secret.as_bytes()).to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let k = new_api_key().unwrap();
+        assert!(
+            k.starts_with("ff_") && k.len() == 35 && k[3..].bytes().all(|b| BASE62.contains(&b))
+        );
+        let m = new_measurement_id().unwrap();
+        assert!(
+            m.starts_with("G-") && m.len() == 12 && m[2..].bytes().all(|b| UPPER36.contains(&b))
+        );
+        assert_eq!(new_api_secret().unwrap().len(), 22);
+        assert_ne!(new_api_key().unwrap(), k);
+        assert_eq!(
+            hash_secret("abc"),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: a minimal HTTP/1.1 client (so the tests need no
 //! client library), and a `footfall serve` child process on a free loopback port.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -91,10 +91,7 @@ pub fn http(
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = data.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(nl) = data.windows(2).position(|w| w == b"\r\n") {
         let size =
             usize::from_str_radix(String::from_utf8_lossy(&data[..nl]).trim(), 16).unwrap_or(0);
         if size == 0 {

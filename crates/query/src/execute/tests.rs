@@ -31,23 +31,23 @@ fn utc_s(s: &str) -> i64 {
     DateTime::parse_from_rfc3339(s).unwrap().timestamp()
 }
 
+/// A cell with `visitors` and sums `[visits, pageviews, bounces, duration_s]`; events equal
+/// pageviews.
 fn cell(
     g: Granularity,
     d: Dimension,
     bucket: i64,
     value: &str,
     visitors: &[u64],
-    visits: i64,
-    pageviews: i64,
-    bounces: i64,
-    duration: i64,
+    sums: [i64; 4],
 ) -> (CellKey, CellValue) {
+    let [visits, pageviews, bounces, visit_duration_s] = sums;
     let mut c = CellValue {
         visits,
         pageviews,
         events: pageviews,
         bounces,
-        visit_duration_s: duration,
+        visit_duration_s,
         ..Default::default()
     };
     visitors.iter().for_each(|v| c.visitors.insert(*v));
@@ -97,10 +97,7 @@ async fn berlin_fall_back_day_has_25_hourly_buckets_and_spring_forward_23() {
             utc_s("2024-10-27T00:00:00Z"),
             "",
             &[1],
-            1,
-            1,
-            1,
-            0,
+            [1, 1, 1, 0],
         ),
         cell(
             Granularity::Hour,
@@ -108,10 +105,7 @@ async fn berlin_fall_back_day_has_25_hourly_buckets_and_spring_forward_23() {
             utc_s("2024-10-27T01:00:00Z"),
             "",
             &[2],
-            1,
-            3,
-            0,
-            60,
+            [1, 3, 0, 60],
         ),
     ];
     let q = json!({"site_id": "shop.example", "metrics": ["visits", "pageviews"], "date_range": ["2024-10-27", "2024-10-27"], "dimensions": ["time:hour"]});
@@ -149,10 +143,7 @@ async fn kolkata_hourly_buckets_begin_at_half_past_utc() {
         utc_s("2024-01-15T09:30:00Z"),
         "",
         &[1],
-        1,
-        2,
-        0,
-        30,
+        [1, 2, 0, 30],
     )];
     let q = json!({"site_id": "shop.example", "metrics": ["pageviews"], "date_range": ["2024-01-15", "2024-01-15"], "dimensions": ["time:hour"]});
     let a = answer(cells, "Asia/Kolkata", q, "2024-02-01T00:00:00Z").await;
@@ -174,10 +165,7 @@ async fn visitors_over_a_week_are_merged_not_summed() {
                 start + i as i64,
                 "",
                 &[i, i + 1],
-                2,
-                2,
-                1,
-                10,
+                [2, 2, 1, 10],
             )
         })
         .collect();
@@ -209,10 +197,7 @@ async fn rates_are_recomputed_from_sums() {
             day("2024-05-01"),
             "",
             &[1],
-            1,
-            1,
-            1,
-            0,
+            [1, 1, 1, 0],
         ),
         cell(
             Granularity::Day,
@@ -220,10 +205,7 @@ async fn rates_are_recomputed_from_sums() {
             day("2024-05-02"),
             "",
             &[2, 3],
-            3,
-            9,
-            0,
-            600,
+            [3, 9, 0, 600],
         ),
     ];
     let q = json!({"site_id": "shop.example", "metrics": ["bounce_rate", "visit_duration", "views_per_visit"], "date_range": ["2024-05-01", "2024-05-02"], "dimensions": ["time:day"]});
@@ -254,10 +236,7 @@ async fn breakdown_filters_order_and_pagination() {
             d,
             "google.com",
             &[1, 2, 3],
-            3,
-            3,
-            1,
-            0,
+            [3, 3, 1, 0],
         ),
         cell(
             Granularity::Day,
@@ -265,10 +244,7 @@ async fn breakdown_filters_order_and_pagination() {
             d,
             "Direct / None",
             &[4],
-            1,
-            1,
-            1,
-            0,
+            [1, 1, 1, 0],
         ),
         cell(
             Granularity::Day,
@@ -276,10 +252,7 @@ async fn breakdown_filters_order_and_pagination() {
             d,
             "bing.com",
             &[5, 6],
-            2,
-            2,
-            0,
-            0,
+            [2, 2, 0, 0],
         ),
     ];
     let q = json!({"site_id": "shop.example", "metrics": ["visitors"], "date_range": ["2024-05-01", "2024-05-01"], "dimensions": ["visit:source"], "filters": [["is_not", "visit:source", ["Direct / None"]]]});
@@ -316,10 +289,7 @@ async fn weeks_start_on_monday_and_months_merge_days() {
             day("2024-04-28"),
             "",
             &[1],
-            1,
-            1,
-            0,
-            0,
+            [1, 1, 0, 0],
         ),
         cell(
             Granularity::Day,
@@ -327,10 +297,7 @@ async fn weeks_start_on_monday_and_months_merge_days() {
             day("2024-04-29"),
             "",
             &[1],
-            1,
-            1,
-            0,
-            0,
+            [1, 1, 0, 0],
         ),
         cell(
             Granularity::Day,
@@ -338,10 +305,7 @@ async fn weeks_start_on_monday_and_months_merge_days() {
             day("2024-05-01"),
             "",
             &[2],
-            1,
-            1,
-            0,
-            0,
+            [1, 1, 0, 0],
         ),
     ];
     let q = json!({"site_id": "shop.example", "metrics": ["visits", "visitors"], "date_range": ["2024-04-28", "2024-05-05"], "dimensions": ["time:week"]});
