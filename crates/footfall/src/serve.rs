@@ -191,11 +191,18 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         token.cancelled().await;
         tracing::info!("shutting down: readiness off, draining requests");
         state.ready.store(false, Ordering::SeqCst);
+        let stage = std::sync::Mutex::new("draining in-flight requests");
+        let enter = |name: &'static str| {
+            if let Ok(mut s) = stage.lock() {
+                *s = name;
+            }
+        };
         let stages = async {
             http_stop.cancel();
             let _ = http.await;
             let _ = admin.await;
             tracing::info!("requests drained; flushing the processor");
+            enter("flushing the processor's cells and log positions");
             processor_stop.cancel();
             match processor.await {
                 Ok(Ok(())) => {}
@@ -203,6 +210,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
                 Err(e) => tracing::error!(error = %e, "processor task failed"),
             }
             rotation.abort();
+            enter("closing the log");
             if let Some(log) = &backends.embedded_log {
                 let log = log.clone();
                 let _ = tokio::task::spawn_blocking(move || log.close()).await;
@@ -215,7 +223,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
                 tracing::info!("shutdown complete");
                 Ok(())
             }
-            Err(_) => bail!("shutdown overran server.shutdown_timeout_s = {}s (requests, processor flush or log close did not finish)", deadline.as_secs()),
+            Err(_) => {
+                let at = stage.lock().map(|s| *s).unwrap_or("unknown");
+                bail!("shutdown overran server.shutdown_timeout_s = {}s while {at}", deadline.as_secs())
+            }
         }
     });
     Ok(Running {
