@@ -54,11 +54,9 @@ pub struct LogConfig {
     pub url: String,
     /// Partition count (fixed once the log exists).
     pub partitions: u32,
-    /// `always` (fsync before acknowledging; default) or `interval` (fsync every
-    /// `fsync_interval_ms`; faster, but a power loss may lose that much).
-    pub fsync: String,
-    /// Interval for `fsync = "interval"`, ms.
-    pub fsync_interval_ms: u64,
+    /// Group commit linger, µs: how long the log writer waits for more requests to share
+    /// one fsync. Appends are always fsynced before they are acknowledged.
+    pub commit_linger_us: u64,
 }
 
 /// `[store]`.
@@ -113,8 +111,7 @@ impl Default for Config {
             log: LogConfig {
                 url: String::new(),
                 partitions: 4,
-                fsync: "always".into(),
-                fsync_interval_ms: 100,
+                commit_linger_us: 0,
             },
             store: StoreConfig { url: String::new() },
             processor: ProcessorConfig {
@@ -235,11 +232,8 @@ impl Config {
     /// # Errors
     /// A message naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !matches!(self.log.fsync.as_str(), "always" | "interval") {
-            bail!(
-                "log.fsync must be \"always\" or \"interval\", not {:?}",
-                self.log.fsync
-            );
+        if self.log.commit_linger_us > 100_000 {
+            bail!("log.commit_linger_us must be at most 100000 (100 ms); every request waits that long");
         }
         if self.log.partitions == 0 || self.log.partitions > 1024 {
             bail!("log.partitions must be between 1 and 1024");
@@ -342,9 +336,14 @@ mod tests {
         assert!(e.contains("FOOTFALL_LOG__PARTITIONS"), "{e}");
         let e = format!(
             "{:#}",
-            Config::load(None, &env(&[("FOOTFALL_LOG__FSYNC", "sometimes")]), &[]).unwrap_err()
+            Config::load(
+                None,
+                &env(&[("FOOTFALL_LOG__COMMIT_LINGER_US", "5000000")]),
+                &[]
+            )
+            .unwrap_err()
         );
-        assert!(e.contains("log.fsync"), "{e}");
+        assert!(e.contains("log.commit_linger_us"), "{e}");
         assert!(Config::load(None, &env(&[("FOOTFALL_TEST_CASSANDRA", "x")]), &[]).is_ok());
     }
 }

@@ -1,26 +1,30 @@
 //! `footfall import`: access logs (NCSA combined / common) into pageviews.
 //!
-//! Each file is read twice: once to fingerprint its (decompressed) content with BLAKE3 and
-//! find its first timestamp, once to parse it. Files are imported oldest first (by their first
-//! timestamp, whatever the order on the command line), so that visits spanning two rotated
-//! files are joined. The fingerprint names the file's *producer*; batches are appended with
-//! the number of their last line as the producer's sequence, atomically with the sequence in
-//! the log ([`footfall_log::Log::append_sequenced`]). Hence:
+//! Every input is read once, as a stream (standard input is never copied to disk, since its
+//! lines hold IP addresses). A file is identified by its first valid line — a request time to
+//! the second, an address, a request and a user agent — so a live log that grew since the last
+//! import keeps its identity, while a rotated file gets a new one. Files are imported oldest
+//! first (by that first line's time), whatever their order on the command line, so that visits
+//! spanning two rotated files are joined.
 //!
-//! - importing the same file again appends nothing (every batch is a duplicate, and lines up
-//!   to the recorded sequence are not even sent);
+//! Each file's identity names its *producer*; batches are appended with the number of their
+//! last line as the producer's sequence, atomically with the sequence in the log
+//! ([`footfall_log::Log::append_sequenced`]). Hence:
+//!
+//! - importing a file again appends nothing, and lines added to it since are imported;
 //! - an import killed midway and run again resumes after the last appended batch, so every
 //!   pageview ends up counted exactly once.
 //!
 //! Visitors are hashed from (address, user agent) with a salt shared by all files of one run
-//! (named by the files' fingerprints, so a re-run after a kill reuses it) and deleted when
-//! the run completes.
+//! (named by the UTC date and the files' identities, so a re-run after a kill the same day
+//! reuses it) and deleted when the run completes; salts of abandoned runs are deleted by the
+//! server's daily salt rotation.
 //!
 //! Which lines are pageviews: see [`footfall_model::decode::combined`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -72,78 +76,134 @@ pub struct ImportOptions {
     pub print: bool,
 }
 
-fn open(path: &Path) -> anyhow::Result<Box<dyn Read>> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut magic = [0u8; 2];
-    let n = file.read(&mut magic)?;
-    let file = File::open(path)?;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(MultiGzDecoder::new(file))
+/// One input: a file, or standard input (`-`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A file, plain or gzip.
+    File(PathBuf),
+    /// Standard input, plain or gzip.
+    Stdin,
+}
+
+impl Input {
+    /// `-` is standard input, anything else a file.
+    pub fn from_arg(arg: &Path) -> Input {
+        if arg.as_os_str() == "-" {
+            Input::Stdin
+        } else {
+            Input::File(arg.to_path_buf())
+        }
+    }
+
+    fn display(&self) -> String {
+        match self {
+            Input::File(p) => p.display().to_string(),
+            Input::Stdin => "-".to_string(),
+        }
+    }
+}
+
+/// Lines read to find a file's identity before giving up and hashing what was read.
+const IDENTITY_SCAN_LINES: usize = 1000;
+
+/// An opened input with the lines read ahead to identify it.
+struct Source {
+    display: String,
+    identity: String,
+    first_us: Option<i64>,
+    ahead: Vec<Vec<u8>>,
+    reader: Box<dyn BufRead>,
+    size: u64,
+}
+
+/// Wraps `reader` in a gzip decoder when its first bytes are the gzip magic.
+fn maybe_gunzip(mut reader: Box<dyn BufRead>) -> std::io::Result<Box<dyn BufRead>> {
+    let magic = reader.fill_buf()?;
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::new(MultiGzDecoder::new(reader)))
     } else {
-        Box::new(file)
+        reader
     })
 }
 
-/// A file's content fingerprint and first request time.
-struct Scan {
-    fingerprint: String,
-    first_us: Option<i64>,
-}
-
-fn scan(path: &Path) -> anyhow::Result<Scan> {
-    let mut hasher = blake3::Hasher::new();
-    let mut reader = BufReader::new(open(path)?);
-    let mut buf = Vec::new();
+fn open_source(input: &Input) -> anyhow::Result<Source> {
+    let display = input.display();
+    let (raw, size): (Box<dyn BufRead>, u64) = match input {
+        Input::File(p) => {
+            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            (Box::new(BufReader::new(f)), size)
+        }
+        Input::Stdin => (Box::new(BufReader::new(std::io::stdin())), 0),
+    };
+    let mut reader = maybe_gunzip(raw).with_context(|| format!("reading {display}"))?;
+    let mut ahead = Vec::new();
+    let mut identity = None;
     let mut first_us = None;
-    loop {
-        buf.clear();
+    while ahead.len() < IDENTITY_SCAN_LINES {
+        let mut line = Vec::new();
         if reader
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("reading {}", path.display()))?
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {display}"))?
             == 0
         {
             break;
         }
-        hasher.update(&buf);
-        if first_us.is_none() {
-            first_us = parse_line(&String::from_utf8_lossy(&buf))
-                .ok()
-                .map(|l| l.timestamp_us);
+        if let Ok(parsed) = parse_line(&String::from_utf8_lossy(&line)) {
+            first_us = Some(parsed.timestamp_us);
+            identity = Some(blake3::hash(&line));
+        }
+        ahead.push(line);
+        if identity.is_some() {
+            break;
         }
     }
-    Ok(Scan {
-        fingerprint: hasher.finalize().to_hex()[..32].to_string(),
+    let identity = identity.unwrap_or_else(|| {
+        let mut h = blake3::Hasher::new();
+        ahead.iter().for_each(|l| {
+            h.update(l);
+        });
+        h.finalize()
+    });
+    Ok(Source {
+        display,
+        identity: identity.to_hex()[..32].to_string(),
         first_us,
+        ahead,
+        reader,
+        size,
     })
 }
 
-/// Imports `files` (path, name to show) as one run, oldest file first.
+/// Imports `inputs` as one run, oldest file first.
 ///
 /// # Errors
-/// When a file cannot be read, the site does not exist, or the server fails. Files imported
+/// When an input cannot be read, the site does not exist, or the server fails. Files imported
 /// before the failure stay imported; running the same command again resumes.
 pub async fn import_files(
     admin: &AdminClient,
-    files: &[(PathBuf, String)],
+    inputs: &[Input],
     opts: &ImportOptions,
+    today: &str,
 ) -> anyhow::Result<Vec<FileSummary>> {
-    let mut scanned = Vec::with_capacity(files.len());
-    for (path, display) in files {
-        scanned.push((scan(path)?, path, display));
+    let mut sources = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        sources.push(open_source(input)?);
     }
-    scanned.sort_by_key(|(s, _, _)| s.first_us.unwrap_or(i64::MAX));
+    sources.sort_by_key(|s| s.first_us.unwrap_or(i64::MAX));
     let mut run_hasher = blake3::Hasher::new();
-    for (s, _, _) in &scanned {
-        run_hasher.update(s.fingerprint.as_bytes());
+    for s in &sources {
+        run_hasher.update(s.identity.as_bytes());
     }
     let run = format!(
-        "import-run:{}:{}",
+        "{IMPORT_RUN_PREFIX}{today}:{}:{}",
         opts.site,
         &run_hasher.finalize().to_hex()[..32]
     );
     let mut summaries = Vec::new();
-    for (s, path, display) in &scanned {
-        let summary = import_file(admin, path, display, &s.fingerprint, &run, opts)
+    for source in sources {
+        let display = source.display.clone();
+        let summary = import_source(admin, source, &run, opts)
             .await
             .with_context(|| format!("importing {display}"))?;
         if opts.print {
@@ -157,23 +217,31 @@ pub async fn import_files(
     Ok(summaries)
 }
 
-async fn import_file(
+/// Prefix of import-run salt names; the server's salt rotation deletes them after two days.
+pub use footfall_ingest::visitor::IMPORT_RUN_PREFIX;
+
+async fn import_source(
     admin: &AdminClient,
-    path: &Path,
-    display: &str,
-    fingerprint: &str,
+    source: Source,
     run: &str,
     opts: &ImportOptions,
 ) -> anyhow::Result<FileSummary> {
-    let producer = format!("import:{}:{fingerprint}", opts.site);
+    let Source {
+        display,
+        identity,
+        ahead,
+        mut reader,
+        size,
+        ..
+    } = source;
+    let producer = format!("import:{}:{identity}", opts.site);
     let done = admin
         .call(Method::GET, &format!("/admin/import/{producer}"), None)
         .await?
         .get("sequence")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let bar = if opts.progress {
+    let bar = if opts.progress && size > 0 {
         ProgressBar::new(size)
     } else {
         ProgressBar::hidden()
@@ -184,7 +252,7 @@ async fn import_file(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message(display.to_string());
+    bar.set_message(display.clone());
 
     let batcher = Batcher {
         admin,
@@ -193,29 +261,36 @@ async fn import_file(
         run,
     };
     let mut summary = FileSummary {
-        path: display.to_string(),
+        path: display.clone(),
         ..Default::default()
     };
-    let mut reader = BufReader::new(open(path)?);
-    let mut buf = Vec::new();
+    let mut ahead = ahead.into_iter();
     let mut batch: Vec<ImportHit> = Vec::new();
     let mut line_no = 0u64;
+    let mut buf = Vec::new();
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("reading {display}"))?;
-        if n == 0 {
-            break;
-        }
-        bar.inc(n as u64);
+        let line = match ahead.next() {
+            Some(l) => l,
+            None => {
+                buf.clear();
+                if reader
+                    .read_until(b'\n', &mut buf)
+                    .with_context(|| format!("reading {display}"))?
+                    == 0
+                {
+                    break;
+                }
+                std::mem::take(&mut buf)
+            }
+        };
+        bar.inc(line.len() as u64);
         line_no += 1;
         summary.lines += 1;
         if line_no <= done {
             summary.already_imported += 1;
             continue;
         }
-        let text = String::from_utf8_lossy(&buf);
+        let text = String::from_utf8_lossy(&line);
         if !text.trim().is_empty() {
             match parse_line(&text) {
                 Err(e) => {
@@ -330,33 +405,4 @@ pub fn print_summary(s: &FileSummary) {
             }
         );
     }
-}
-
-/// The files to import as (path, name to show), and the temporary copies of standard input
-/// that must live as long as the import.
-pub type Inputs = (Vec<(PathBuf, String)>, Vec<tempfile::NamedTempFile>);
-
-/// Resolves the FILE arguments: `-` is standard input, copied to a temporary file under
-/// `spool_dir` so that it can be read twice. The temporary files are deleted when the
-/// returned guards drop.
-///
-/// # Errors
-/// When stdin cannot be copied.
-pub fn inputs(files: &[PathBuf], spool_dir: &Path) -> anyhow::Result<Inputs> {
-    let mut out = Vec::new();
-    let mut temps = Vec::new();
-    for f in files {
-        if f.as_os_str() == "-" {
-            std::fs::create_dir_all(spool_dir)?;
-            let mut t = tempfile::NamedTempFile::new_in(spool_dir)
-                .context("creating a temporary file for standard input")?;
-            std::io::copy(&mut std::io::stdin().lock(), &mut t)
-                .context("reading standard input")?;
-            out.push((t.path().to_path_buf(), "-".to_string()));
-            temps.push(t);
-        } else {
-            out.push((f.clone(), f.display().to_string()));
-        }
-    }
-    Ok((out, temps))
 }

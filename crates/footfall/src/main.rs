@@ -10,7 +10,7 @@ use axum::http::Method;
 use clap::{Parser, Subcommand, ValueEnum};
 use footfall::admin_client::AdminClient;
 use footfall::config::Config;
-use footfall::import::{import_files, inputs, ImportOptions};
+use footfall::import::{import_files, ImportOptions, Input};
 use serde_json::{json, Value};
 
 /// Footfall web analytics: collect hits, build visits and rollups, answer time-series queries.
@@ -237,7 +237,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             files,
         } => {
             let admin = AdminClient::connect(&config).await?;
-            let (files, _temps) = inputs(&files, &config.data_dir.join("tmp"))?;
+            let inputs: Vec<Input> = files.iter().map(|f| Input::from_arg(f)).collect();
+            if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
+                anyhow::bail!("standard input (-) can be imported only once per run");
+            }
             let opts = ImportOptions {
                 site: site.to_ascii_lowercase(),
                 hostname,
@@ -245,7 +248,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 progress: !as_json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 print: !as_json,
             };
-            let result = import_files(&admin, &files, &opts).await;
+            let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+            let result = import_files(&admin, &inputs, &opts, &today).await;
             if !admin.is_remote() && result.is_ok() {
                 eprintln!("note: no footfall server is running; the pageviews are in the log and will be processed when `footfall serve` starts");
             }

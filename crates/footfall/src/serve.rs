@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use footfall_ingest::{Collector, CollectorConfig};
-use footfall_log::embedded::{EmbeddedLog, EmbeddedLogConfig, FsyncPolicy};
+use footfall_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
 use footfall_log::Log;
 use footfall_model::clock::Clock;
 use footfall_process::runner::{self, RunnerConfig};
@@ -38,11 +38,8 @@ pub struct Backends {
 pub fn open_backends(config: &Config) -> anyhow::Result<Backends> {
     let (log, embedded_log): (Arc<dyn Log>, _) = match config.log.url.as_str() {
         "" => {
-            let fsync = match config.log.fsync.as_str() {
-                "interval" => FsyncPolicy::Interval(Duration::from_millis(config.log.fsync_interval_ms)),
-                _ => FsyncPolicy::Always,
-            };
-            let log = Arc::new(EmbeddedLog::open(&EmbeddedLogConfig { path: footfall_log::embedded::default_path(&config.data_dir), partitions: config.log.partitions, fsync }).context("opening the embedded log")?);
+            let commit_linger = Duration::from_micros(config.log.commit_linger_us);
+            let log = Arc::new(EmbeddedLog::open(&EmbeddedLogConfig { path: footfall_log::embedded::default_path(&config.data_dir), partitions: config.log.partitions, commit_linger }).context("opening the embedded log")?);
             (log.clone(), Some(log))
         }
         url if url.starts_with("kafka://") => bail!("log.url = {url:?}: this build has no Kafka log backend yet; leave log.url empty for the embedded log"),
@@ -204,10 +201,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             tracing::info!("requests drained; flushing the processor");
             enter("flushing the processor's cells and log positions");
             processor_stop.cancel();
-            match processor.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "processor stopped with an error"),
-                Err(e) => tracing::error!(error = %e, "processor task failed"),
+            if let Err(e) = processor.await {
+                tracing::error!(error = %e, "processor task failed");
             }
             rotation.abort();
             enter("closing the log");
@@ -225,7 +220,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             }
             Err(_) => {
                 let at = stage.lock().map(|s| *s).unwrap_or("unknown");
-                bail!("shutdown overran server.shutdown_timeout_s = {}s while {at}", deadline.as_secs())
+                bail!(
+                    "shutdown overran server.shutdown_timeout_s = {}s while {at}",
+                    deadline.as_secs()
+                )
             }
         }
     });

@@ -132,6 +132,59 @@ fn killed_import_resumes_and_counts_every_pageview_once() {
         through.filter(|t| *t > after).map(|_| ())
     });
     assert_eq!(pageviews(addr, &key), expected);
+
+    // The log grows (a live access log): only the new lines are imported, here from stdin.
+    let grown = data.path().join("grown.log");
+    let extra = write_log(&grown, 120_030) - expected;
+    let mut child = footfall()
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["import", "--site", SITE, "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::copy(
+        &mut std::fs::File::open(&grown).unwrap(),
+        child.stdin.as_mut().unwrap(),
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let fourth: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        fourth["files"][0]["already_imported"].as_u64().unwrap(),
+        120_000
+    );
+    assert_eq!(
+        fourth["files"][0]["imported"].as_u64().unwrap(),
+        extra,
+        "only the appended lines' pageviews"
+    );
+    assert!(
+        !std::fs::read_dir(data.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "tmp"),
+        "stdin is never copied to disk"
+    );
+    let after = chrono::Utc::now() + chrono::Duration::milliseconds(10);
+    wait_for(
+        Duration::from_secs(60),
+        "the processor to catch up again",
+        || {
+            let a = query(
+                addr,
+                &key,
+                &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "all"}),
+            );
+            let through = a["meta"]["complete_through"]
+                .as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+            through.filter(|t| *t > after).map(|_| ())
+        },
+    );
+    assert_eq!(pageviews(addr, &key), expected + extra);
     eprintln!("resumed after {already} of 120000 lines; {expected} pageviews counted once");
     server.stop();
 }

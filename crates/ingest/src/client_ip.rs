@@ -1,8 +1,8 @@
 //! The client's IP address.
 //!
 //! The socket peer is the client unless the peer is a configured trusted proxy. Then the
-//! `Forwarded` header (RFC 7239 `for=`) or, without it, `X-Forwarded-For` is read from the
-//! right: the first address that is not itself a trusted proxy is the client. Entries may
+//! `Forwarded` header (RFC 7239 `for=`) or, when it has no usable `for=` address,
+//! `X-Forwarded-For` is read from the right: the first address that is not itself a trusted proxy is the client. Entries may
 //! carry ports and IPv6 brackets (`[2001:db8::1]:4711`), which are stripped; malformed
 //! entries (`unknown`, obfuscated identifiers, garbage) are skipped. If every entry is
 //! trusted, the leftmost one is the client.
@@ -54,7 +54,9 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<IpAddr> {
                 }
             }
         }
-        return out;
+        if !out.is_empty() {
+            return out;
+        }
     }
     for value in headers
         .get_all("x-forwarded-for")
@@ -148,6 +150,18 @@ mod tests {
                 &nets(&["10.0.0.0/8"])
             ),
             "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn forwarded_without_for_falls_back_to_x_forwarded_for() {
+        let h = headers(&[
+            ("forwarded", "proto=https;host=shop.example"),
+            ("x-forwarded-for", "198.51.100.9"),
+        ]);
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &h, &nets(&["10.0.0.0/8"])),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
         );
     }
 }

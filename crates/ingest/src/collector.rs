@@ -7,7 +7,7 @@
 //! | `POST /debug/mp/collect` | same | `200` with `{"validationMessages": [...]}`; nothing is kept |
 //!
 //! Every hit is counted in `footfall_ingest_events_total{protocol, outcome}` with outcome
-//! `accepted`, `invalid`, `unknown_site`, `bad_secret`, `unavailable` or `skipped`.
+//! `accepted`, `invalid`, `unknown_site`, `bad_secret` or `unavailable`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -25,6 +25,16 @@ use footfall_store::{Store, StoreError};
 /// Name of the secret key for client-id hashes in the store.
 const CLIENT_KEY: &str = "key:client-id";
 const DAY_PREFIX: &str = "day:";
+/// Prefix of the salt names of access-log import runs: `import-run:YYYY-MM-DD:<site>:<id>`,
+/// dated by the UTC day the run started. [`VisitorHasher::rotate`] deletes those older than
+/// the previous day, so an abandoned run's salt does not outlive a completed one's by long.
+pub const IMPORT_RUN_PREFIX: &str = "import-run:";
+
+/// The date embedded in a salt name that starts with `prefix`, if any.
+fn salt_date(name: &str, prefix: &str) -> Option<NaiveDate> {
+    let rest = name.strip_prefix(prefix)?;
+    NaiveDate::parse_from_str(rest.get(..10)?, "%Y-%m-%d").ok()
+}
 
 /// 32 random bytes from the operating system.
 ///
@@ -146,8 +156,8 @@ impl VisitorHasher {
         ))
     }
 
-    /// Deletes daily salts older than yesterday (UTC) from the store and the cache; returns
-    /// how many were deleted.
+    /// Deletes daily salts, and salts of import runs, dated before yesterday (UTC) from the
+    /// store and the cache; returns how many were deleted.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
@@ -157,14 +167,10 @@ impl VisitorHasher {
         };
         let mut deleted = 0;
         for name in self.store.salt_names().await? {
-            if let Some(date) = name
-                .strip_prefix(DAY_PREFIX)
-                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            {
-                if date < keep_from {
-                    self.store.delete_salt(&name).await?;
-                    deleted += 1;
-                }
+            let date = salt_date(&name, DAY_PREFIX).or_else(|| salt_date(&name, IMPORT_RUN_PREFIX));
+            if date.is_some_and(|d| d < keep_from) {
+                self.store.delete_salt(&name).await?;
+                deleted += 1;
             }
         }
         if let Ok(mut salts) = self.salts.lock() {
@@ -210,13 +216,29 @@ mod tests {
             "the previous salt continues yesterday's visitor"
         );
         h.cookieless(1, ip, "UA", t0 + 2 * DAY_US).await.unwrap();
+        // t0 is 2023-11-14 UTC; an abandoned import run of that day goes with its daily salt.
+        store
+            .salt("import-run:2023-11-14:shop.example:abc", [9; 32])
+            .await
+            .unwrap();
+        store
+            .salt("import-run:2023-11-16:shop.example:def", [9; 32])
+            .await
+            .unwrap();
         assert_eq!(
             h.rotate(t0 + 2 * DAY_US).await.unwrap(),
-            1,
-            "only the salt of two days ago goes"
+            2,
+            "only the salts dated two days ago go"
         );
         let names = store.salt_names().await.unwrap();
         assert_eq!(names.iter().filter(|n| n.starts_with("day:")).count(), 2);
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.starts_with("import-run:"))
+                .count(),
+            1
+        );
         // A restarted hasher reads the same salts.
         let again = VisitorHasher::new(store).await.unwrap();
         assert_eq!(again.client_id(1, "abc"), h.client_id(1, "abc"));

@@ -221,7 +221,7 @@ pub struct CellValue {
     pub pageviews: i64,
     /// Events of any name, pageviews included.
     pub events: i64,
-    /// Visits with a single pageview and no interactive custom event.
+    /// Visits with at most one pageview and no interactive custom event.
     pub bounces: i64,
     /// Sum of visit durations, seconds.
     pub visit_duration_s: i64,
@@ -252,15 +252,15 @@ pub enum CellDecodeError {
 }
 
 impl CellValue {
-    /// Adds `other` into `self`: sums add, sketches merge.
+    /// Adds `other` into `self`: sums add (saturating at the i64 bounds), sketches merge.
     pub fn merge(&mut self, other: &CellValue) {
         self.visitors.merge(&other.visitors);
-        self.visits += other.visits;
-        self.pageviews += other.pageviews;
-        self.events += other.events;
-        self.bounces += other.bounces;
-        self.visit_duration_s += other.visit_duration_s;
-        self.revenue_minor += other.revenue_minor;
+        self.visits = self.visits.saturating_add(other.visits);
+        self.pageviews = self.pageviews.saturating_add(other.pageviews);
+        self.events = self.events.saturating_add(other.events);
+        self.bounces = self.bounces.saturating_add(other.bounces);
+        self.visit_duration_s = self.visit_duration_s.saturating_add(other.visit_duration_s);
+        self.revenue_minor = self.revenue_minor.saturating_add(other.revenue_minor);
     }
 
     /// Whether every sum is zero and the sketch is empty.

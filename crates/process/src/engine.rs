@@ -35,11 +35,16 @@ pub type VisitChange = (u64, u64, Option<Vec<u8>>);
 /// [`Engine::take_deltas`] and [`Engine::take_visit_changes`] at each flush.
 #[derive(Default)]
 pub struct Engine {
-    visits: HashMap<(u64, u64), Visit>,
-    generations: HashMap<(u64, u64), u32>,
+    /// Open visits by (site, visitor); a visitor may have several (a late event from an
+    /// earlier visit, interleaved client sessions).
+    visits: HashMap<(u64, u64), Vec<Visit>>,
     changed: HashSet<(u64, u64)>,
     deltas: HashMap<CellKey, CellValue>,
 }
+
+/// Most open visits kept per visitor; past it the visit whose last event arrived earliest
+/// ends.
+pub const MAX_OPEN_VISITS_PER_VISITOR: usize = 8;
 
 impl Engine {
     /// An engine with no open visits.
@@ -53,11 +58,13 @@ impl Engine {
         let mut engine = Self::new();
         let mut corrupt = 0;
         for bytes in states {
-            match postcard::from_bytes::<(u32, Visit)>(bytes) {
-                Ok((generation, visit)) => {
-                    let k = (visit.site_id, visit.visitor_id);
-                    engine.generations.insert(k, generation);
-                    engine.visits.insert(k, visit);
+            match postcard::from_bytes::<Vec<Visit>>(bytes) {
+                Ok(list) => {
+                    if let Some(first) = list.first() {
+                        engine
+                            .visits
+                            .insert((first.site_id, first.visitor_id), list);
+                    }
                 }
                 Err(_) => corrupt += 1,
             }
@@ -67,7 +74,7 @@ impl Engine {
 
     /// Number of open visits.
     pub fn open_visits(&self) -> usize {
-        self.visits.len()
+        self.visits.values().map(Vec::len).sum()
     }
 
     /// Number of cells with pending deltas.
@@ -77,91 +84,80 @@ impl Engine {
 
     /// Processes one event of `site`.
     pub fn process(&mut self, e: &Event, site: &SiteInfo) {
-        let mut key = (e.site_id, e.visitor_id);
-        if !self.visits.contains_key(&key) {
-            if let Some(prev) = e.prev_visitor_id {
-                if self.visits.contains_key(&(e.site_id, prev)) {
-                    key = (e.site_id, prev);
-                }
+        let own = (e.site_id, e.visitor_id);
+        // A visit in progress across the daily salt rotation is filed under yesterday's id.
+        let prev = e.prev_visitor_id.map(|p| (e.site_id, p)).filter(|k| {
+            self.visits
+                .get(k)
+                .is_some_and(|l| l.iter().any(|v| joinable(v, e)))
+        });
+        let key = prev.unwrap_or(own);
+        let mut list = self.visits.remove(&key).unwrap_or_default();
+        if let Some(i) = list.iter().position(|v| joinable(v, e)) {
+            let mut v = list.swap_remove(i);
+            self.apply(&mut v, e, site);
+            list.push(v);
+            self.visits.insert(key, list);
+            self.changed.insert(key);
+            return;
+        }
+        if key != own {
+            self.visits.insert(key, list);
+            list = self.visits.remove(&own).unwrap_or_default();
+        }
+        let mut v = new_visit(e, site);
+        self.apply(&mut v, e, site);
+        list.push(v);
+        if list.len() > MAX_OPEN_VISITS_PER_VISITOR {
+            if let Some(oldest) = list
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, v)| v.last_received_us)
+                .map(|(i, _)| i)
+            {
+                let ended = list.remove(oldest);
+                self.end(&ended);
             }
         }
-        let session_id = e.session_id;
-        let join = match self.visits.get(&key) {
-            None => Join::New,
-            Some(v) => {
-                let session_differs =
-                    matches!((v.session_id, session_id), (Some(a), Some(b)) if a != b);
-                if e.timestamp_us < v.start_us - VISIT_TIMEOUT_US && !session_differs {
-                    Join::Standalone
-                } else if session_differs
-                    || e.received_at_us - v.last_received_us > VISIT_TIMEOUT_US
-                    || e.timestamp_us > v.last_us + VISIT_TIMEOUT_US
-                    || e.timestamp_us < v.start_us - VISIT_TIMEOUT_US
-                {
-                    Join::Replace
-                } else {
-                    Join::Existing
-                }
-            }
-        };
-        match join {
-            Join::Existing => {
-                let generation = self
-                    .generations
-                    .get(&key)
-                    .copied()
-                    .unwrap_or(site.generation);
-                if let Some(mut v) = self.visits.remove(&key) {
-                    self.apply(&mut v, generation, e, site);
-                    self.visits.insert(key, v);
-                }
-                self.changed.insert(key);
-            }
-            Join::Standalone => {
-                let mut v = new_visit(e, site);
-                self.apply(&mut v, site.generation, e, site);
-                self.end(&v, site.generation);
-            }
-            Join::Replace | Join::New => {
-                if let Some(old) = self.visits.remove(&key) {
-                    let generation = self.generations.remove(&key).unwrap_or(site.generation);
-                    self.end(&old, generation);
-                    self.changed.insert(key);
-                }
-                let key = (e.site_id, e.visitor_id);
-                let mut v = new_visit(e, site);
-                self.apply(&mut v, site.generation, e, site);
-                self.visits.insert(key, v);
-                self.generations.insert(key, site.generation);
-                self.changed.insert(key);
-            }
-        }
+        self.visits.insert(own, list);
+        self.changed.insert(own);
     }
 
     /// Ends every visit whose last event arrived before `now_us - VISIT_TIMEOUT_US -
     /// grace_us`: no later event can join it, so its exit page is final. Returns how many
     /// ended.
     pub fn close_idle(&mut self, now_us: i64, grace_us: i64) -> usize {
-        let limit = now_us - VISIT_TIMEOUT_US - grace_us;
-        let idle: Vec<(u64, u64)> = self
+        let limit = now_us
+            .saturating_sub(VISIT_TIMEOUT_US)
+            .saturating_sub(grace_us);
+        let keys: Vec<(u64, u64)> = self
             .visits
             .iter()
-            .filter(|(_, v)| v.last_received_us < limit)
+            .filter(|(_, l)| l.iter().any(|v| v.last_received_us < limit))
             .map(|(k, _)| *k)
             .collect();
-        for k in &idle {
-            if let Some(v) = self.visits.remove(k) {
-                let generation = self.generations.remove(k).unwrap_or(1);
-                self.end(&v, generation);
-                self.changed.insert(*k);
+        let mut ended = 0;
+        for k in keys {
+            let Some(list) = self.visits.remove(&k) else {
+                continue;
+            };
+            let (idle, open): (Vec<Visit>, Vec<Visit>) =
+                list.into_iter().partition(|v| v.last_received_us < limit);
+            for v in &idle {
+                self.end(v);
             }
+            ended += idle.len();
+            if !open.is_empty() {
+                self.visits.insert(k, open);
+            }
+            self.changed.insert(k);
         }
-        idle.len()
+        ended
     }
 
     /// Ends every open visit (end of a reprocessing run).
     pub fn close_all(&mut self) {
-        self.close_idle(i64::MAX / 2, 0);
+        self.close_idle(i64::MAX, 0);
     }
 
     /// Takes the cell deltas accumulated since the last call.
@@ -175,10 +171,10 @@ impl Engine {
         changed
             .into_iter()
             .map(|k| {
-                let state = self.visits.get(&k).map(|v| {
-                    postcard::to_stdvec(&(self.generations.get(&k).copied().unwrap_or(1), v))
-                        .unwrap_or_default()
-                });
+                let state = self
+                    .visits
+                    .get(&k)
+                    .map(|l| postcard::to_stdvec(l).unwrap_or_default());
                 (k.0, k.1, state)
             })
             .collect()
@@ -204,7 +200,8 @@ impl Engine {
         self.deltas.entry(key).or_default()
     }
 
-    fn apply(&mut self, v: &mut Visit, generation: u32, e: &Event, site: &SiteInfo) {
+    fn apply(&mut self, v: &mut Visit, e: &Event, site: &SiteInfo) {
+        let generation = v.generation;
         let pageview = e.is_pageview();
         v.last_received_us = v.last_received_us.max(e.received_at_us);
         if e.timestamp_us < v.first_event_us {
@@ -229,7 +226,7 @@ impl Engine {
             .as_ref()
             .filter(|r| r.currency == site.currency)
             .map_or(0, |r| r.amount_minor);
-        v.revenue_minor += revenue;
+        v.revenue_minor = v.revenue_minor.saturating_add(revenue);
 
         // Event-scoped cells, in the event's own buckets.
         let mut scoped: Vec<(Dimension, &str, bool)> = Vec::with_capacity(3);
@@ -270,7 +267,7 @@ impl Engine {
             total.visitors.insert(v.visitor_id);
             total.pageviews += i64::from(pageview);
             total.events += 1;
-            total.revenue_minor += revenue;
+            total.revenue_minor = total.revenue_minor.saturating_add(revenue);
             for (dim, value, first) in &scoped {
                 let c = self.cell(e.site_id, generation, granularity, *dim, bucket, value);
                 c.visitors.insert(v.visitor_id);
@@ -278,15 +275,16 @@ impl Engine {
                 c.events += 1;
                 c.visits += i64::from(*first);
                 if *dim == Dimension::Goal {
-                    c.revenue_minor += revenue;
+                    c.revenue_minor = c.revenue_minor.saturating_add(revenue);
                 }
             }
         }
-        self.recontribute(v, generation);
+        self.recontribute(v);
     }
 
     /// Moves the visit's row in visit-scoped cells from where it was to where it belongs now.
-    fn recontribute(&mut self, v: &mut Visit, generation: u32) {
+    fn recontribute(&mut self, v: &mut Visit) {
+        let generation = v.generation;
         let new = v.contribution();
         match v.contributed.take() {
             Some(old) if old.hour == new.hour && old.day == new.day && old.values == new.values => {
@@ -296,7 +294,7 @@ impl Engine {
                         events: new.row.events - old.row.events,
                         bounces: new.row.bounces - old.row.bounces,
                         duration_s: new.row.duration_s - old.row.duration_s,
-                        revenue_minor: new.row.revenue_minor - old.row.revenue_minor,
+                        revenue_minor: new.row.revenue_minor.saturating_sub(old.row.revenue_minor),
                     };
                     self.add_row(v.site_id, generation, &new, diff, 0, None);
                 }
@@ -307,7 +305,7 @@ impl Engine {
                     events: -old.row.events,
                     bounces: -old.row.bounces,
                     duration_s: -old.row.duration_s,
-                    revenue_minor: -old.row.revenue_minor,
+                    revenue_minor: old.row.revenue_minor.saturating_neg(),
                 };
                 self.add_row(v.site_id, generation, &old, negated, -1, None);
                 self.add_row(v.site_id, generation, &new, new.row, 1, Some(v.visitor_id));
@@ -335,7 +333,7 @@ impl Engine {
                 if *dim != Dimension::Total {
                     c.pageviews += row.pageviews;
                     c.events += row.events;
-                    c.revenue_minor += row.revenue_minor;
+                    c.revenue_minor = c.revenue_minor.saturating_add(row.revenue_minor);
                     if let Some(id) = visitor {
                         c.visitors.insert(id);
                     }
@@ -345,7 +343,8 @@ impl Engine {
     }
 
     /// Writes the exit-page row of a visit that has ended.
-    fn end(&mut self, v: &Visit, generation: u32) {
+    fn end(&mut self, v: &Visit) {
+        let generation = v.generation;
         let Some((_, exit)) = &v.exit else {
             return;
         };
@@ -365,15 +364,25 @@ impl Engine {
     }
 }
 
-enum Join {
-    New,
-    Existing,
-    Replace,
-    Standalone,
+/// Whether event `e` belongs to open visit `v`: compatible client session ids, event time within
+/// the visit's span widened by the timeout, and arrival within the timeout of the visit's last
+/// arrival.
+fn joinable(v: &Visit, e: &Event) -> bool {
+    let sessions_agree = !matches!((v.session_id, e.session_id), (Some(a), Some(b)) if a != b);
+    sessions_agree
+        && e.received_at_us.saturating_sub(v.last_received_us) <= VISIT_TIMEOUT_US
+        && e.timestamp_us >= v.start_us.saturating_sub(VISIT_TIMEOUT_US)
+        && e.timestamp_us <= v.last_us.saturating_add(VISIT_TIMEOUT_US)
 }
 
+/// Most event-scoped values one visit remembers for its `visits` counts; values past it do not
+/// count the visit again (bounds the state of a visit that sends thousands of distinct paths).
+pub const MAX_SEEN_VALUES_PER_VISIT: usize = 256;
+
 fn first_time(v: &mut Visit, dim: Dimension, value: &str) -> bool {
-    if v.seen.iter().any(|(d, s)| *d == dim && s == value) {
+    if v.seen.len() >= MAX_SEEN_VALUES_PER_VISIT
+        || v.seen.iter().any(|(d, s)| *d == dim && s == value)
+    {
         false
     } else {
         v.seen.push((dim, value.to_string()));
@@ -410,6 +419,7 @@ fn new_visit(e: &Event, site: &SiteInfo) -> Visit {
         revenue_minor: 0,
         seen: Vec::new(),
         timezone: site.timezone.clone(),
+        generation: site.generation,
         contributed: None,
     };
     set_first_event(&mut v, e, site);

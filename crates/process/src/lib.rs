@@ -10,9 +10,12 @@
 //! ## Rules
 //!
 //! - A **visit** ends after [`engine::VISIT_TIMEOUT_US`] (30 minutes) without events from its
-//!   visitor, by event time; it does not end at midnight. An event also starts a new visit when
-//!   it arrives more than 30 minutes (by receipt time) after the visit's last event arrived, or
-//!   carries a different client session id. Out-of-order events are placed by event time:
+//!   visitor, by event time; it does not end at midnight. An event joins an open visit of its
+//!   visitor when its time lies within 30 minutes of the visit's span, it arrives within 30
+//!   minutes (by receipt time) of the visit's last event, and its client session id (if any)
+//!   agrees; otherwise it starts a new visit. A visitor may have several open visits (a batch
+//!   of back-dated events next to a visit in progress, interleaved client sessions), at most
+//!   [`engine::MAX_OPEN_VISITS_PER_VISITOR`]. Out-of-order events are placed by event time:
 //!   the entry page, source and UTM come from the earliest event, the exit page from the
 //!   latest pageview.
 //! - A visit **bounces** when it has at most one pageview and no interactive custom event.

@@ -8,7 +8,9 @@
 //! restart from the checkpoint yields the cells of an uninterrupted run.
 //!
 //! When the store fails, the task keeps the batch and retries it with exponential backoff
-//! (reading from the log pauses meanwhile); nothing is dropped.
+//! (reading from the log pauses meanwhile); when a site's metadata cannot be read, the task
+//! stops before that event and reads it again after a pause. The log position only ever
+//! passes events that were processed, so nothing is dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,7 +59,7 @@ impl Default for RunnerConfig {
     }
 }
 
-/// Errors that stop a partition task.
+/// Errors that stop a partition task (it is then restarted from its checkpoint).
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     /// The store failed while restoring state at start.
@@ -65,39 +67,64 @@ pub enum RunnerError {
     Restore(#[from] footfall_store::StoreError),
 }
 
-/// Runs one task per partition until `shutdown` is cancelled; each task flushes before it
-/// returns.
-///
-/// # Errors
-/// The first task error.
+/// Runs one supervised task per partition until `shutdown` is cancelled; each task flushes
+/// before it returns. A task that fails or panics is logged, counted in
+/// `footfall_processor_restarts_total` and restarted from its last checkpoint after a
+/// backoff, so a partition never silently stops.
 pub async fn run(
     log: Arc<dyn Log>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: RunnerConfig,
     shutdown: CancellationToken,
-) -> Result<(), RunnerError> {
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for partition in 0..log.partitions() {
-        let task = PartitionTask::start(
+        let (log, store, clock, config, shutdown) = (
+            log.clone(),
+            store.clone(),
+            clock.clone(),
+            config.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(supervise(partition, log, store, clock, config, shutdown));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn supervise(
+    partition: u32,
+    log: Arc<dyn Log>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: RunnerConfig,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let failure = match PartitionTask::start(
             partition,
             log.clone(),
             store.clone(),
             clock.clone(),
             config.clone(),
         )
-        .await?;
-        tasks.spawn(task.run(shutdown.clone()));
-    }
-    let mut result = Ok(());
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok(Err(e)) = joined {
-            if result.is_ok() {
-                result = Err(e);
-            }
+        .await
+        {
+            Ok(task) => match tokio::spawn(task.run(shutdown.clone())).await {
+                Ok(()) => return,
+                Err(e) => format!("the partition task panicked: {e}"),
+            },
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(partition, error = %failure, "processor partition failed; restarting from its checkpoint");
+        metrics::counter!("footfall_processor_restarts_total").increment(1);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => return,
         }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
-    result
 }
 
 struct PartitionTask {
@@ -151,7 +178,7 @@ impl PartitionTask {
         })
     }
 
-    async fn run(mut self, shutdown: CancellationToken) -> Result<(), RunnerError> {
+    async fn run(mut self, shutdown: CancellationToken) {
         let mut last_flush = tokio::time::Instant::now();
         let mut dirty = false;
         loop {
@@ -169,26 +196,36 @@ impl PartitionTask {
             };
             match read {
                 Ok(entries) => {
-                    let caught_up = entries.len() < self.config.batch_size;
+                    let mut caught_up = entries.len() < self.config.batch_size;
                     if !entries.is_empty() {
                         dirty = true;
                         metrics::counter!("footfall_processor_events_total")
                             .increment(entries.len() as u64);
                     }
                     for entry in entries {
-                        self.offset = entry.offset + 1;
                         match Event::decode(&entry.payload) {
-                            Ok(event) => {
-                                if let Some(site) = self.site(event.site_id).await {
-                                    self.engine.process(&event, &site);
+                            Ok(event) => match self.site(event.site_id).await {
+                                Ok(Some(site)) => self.engine.process(&event, &site),
+                                // A site deleted since the event was accepted.
+                                Ok(None) => {}
+                                Err(e) => {
+                                    // Stop before this event and read it again after a pause:
+                                    // the offset only passes events that were processed.
+                                    tracing::warn!(partition = self.partition, error = %e, "site lookup failed; retrying");
+                                    metrics::counter!("footfall_processor_store_errors_total")
+                                        .increment(1);
+                                    caught_up = false;
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                    break;
                                 }
-                            }
+                            },
                             Err(e) => {
                                 metrics::counter!("footfall_processor_undecodable_events_total")
                                     .increment(1);
                                 tracing::warn!(partition = self.partition, offset = entry.offset, error = %e, "skipped an event that does not decode");
                             }
                         }
+                        self.offset = entry.offset + 1;
                     }
                     if caught_up && self.complete_through_us < started_us {
                         self.complete_through_us = started_us;
@@ -223,15 +260,16 @@ impl PartitionTask {
             offset = self.offset,
             "processor partition stopped"
         );
-        Ok(())
     }
 
-    async fn site(&mut self, site_id: u64) -> Option<SiteInfo> {
+    /// The site's metadata, cached for `site_refresh`; a failed refresh keeps using the
+    /// cached value, and only fails when there is none.
+    async fn site(&mut self, site_id: u64) -> Result<Option<SiteInfo>, footfall_store::StoreError> {
         let now = self.clock.now_us();
         let refresh_us = i64::try_from(self.config.site_refresh.as_micros()).unwrap_or(i64::MAX);
         if let Some((info, fetched)) = self.sites.get(&site_id) {
             if now - fetched < refresh_us {
-                return info.clone();
+                return Ok(info.clone());
             }
         }
         let info = match self.store.site(site_id).await {
@@ -243,12 +281,17 @@ impl PartitionTask {
             }),
             Ok(None) => None,
             Err(e) => {
-                tracing::warn!(site_id, error = %e, "site lookup failed; using cached metadata");
-                return self.sites.get(&site_id).and_then(|(i, _)| i.clone());
+                return match self.sites.get(&site_id) {
+                    Some((cached, _)) => {
+                        tracing::warn!(site_id, error = %e, "site lookup failed; using cached metadata");
+                        Ok(cached.clone())
+                    }
+                    None => Err(e),
+                }
             }
         };
         self.sites.insert(site_id, (info.clone(), now));
-        info
+        Ok(info)
     }
 
     /// Builds the batch from the engine's deltas and writes it, retrying until it is written

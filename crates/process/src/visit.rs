@@ -53,6 +53,8 @@ pub(crate) struct Visit {
     pub seen: Vec<(Dimension, String)>,
     /// The time zone the visit's buckets are computed in (the site's at the visit's start).
     pub timezone: String,
+    /// The generation the visit's cells are written to (the site's at the visit's start).
+    pub generation: u32,
     pub contributed: Option<Contribution>,
 }
 

@@ -53,7 +53,13 @@ pub fn resolve(
                 NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today),
                 today,
             ),
-            _ => (first_day.unwrap_or(today).min(today), today),
+            // "all" reaches back at most MAX_DAYS, however old the oldest imported data is.
+            _ => {
+                let floor = today
+                    .checked_sub_days(chrono::Days::new((MAX_DAYS - 1) as u64))
+                    .unwrap_or(today);
+                (first_day.unwrap_or(today).clamp(floor, today), today)
+            }
         },
     };
     if (to - from).num_days() + 1 > MAX_DAYS {

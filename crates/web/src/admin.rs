@@ -307,8 +307,15 @@ async fn import_position(
 
 async fn finish_import(
     State(state): State<Arc<AppState>>,
-    Path(producer): Path<String>,
+    Path(run): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.collector.finish_import(&producer).await?;
+    let prefix = footfall_ingest::visitor::IMPORT_RUN_PREFIX;
+    if !run.starts_with(prefix) {
+        return Err(ApiError::bad_request(
+            "run",
+            format!("only import runs ({prefix}...) can be finished"),
+        ));
+    }
+    state.collector.finish_import(&run).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -90,6 +90,10 @@ pub fn is_currency_code(code: &str) -> bool {
     code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
 }
 
+/// Largest revenue amount accepted, in minor units (10^13: a hundred billion in a
+/// two-decimal currency), so that sums over billions of events cannot overflow an i64.
+pub const MAX_REVENUE_MINOR: i64 = 10_000_000_000_000;
+
 /// Converts a decimal amount in major units (`"19.99"`) into minor units of `currency`,
 /// exactly (no floating point), rounding half away from zero past the currency's exponent.
 ///
@@ -127,6 +131,11 @@ pub fn decimal_to_minor(text: &str, currency: &str) -> Result<i64, String> {
     if fb.get(exp as usize).is_some_and(|b| *b >= b'5') {
         value = value.checked_add(1).ok_or_else(overflow)?;
     }
+    if value > MAX_REVENUE_MINOR {
+        return Err(format!(
+            "{text:?} is larger than {MAX_REVENUE_MINOR} minor units"
+        ));
+    }
     Ok(if neg { -value } else { value })
 }
 
@@ -154,5 +163,11 @@ mod tests {
         assert!(decimal_to_minor("1e3", "EUR").is_err());
         assert!(decimal_to_minor("", "EUR").is_err());
         assert!(decimal_to_minor("99999999999999999999", "EUR").is_err());
+        assert!(decimal_to_minor("92233720368547758.07", "EUR").is_err());
+        assert_eq!(
+            decimal_to_minor("100000000000", "EUR"),
+            Ok(MAX_REVENUE_MINOR)
+        );
+        assert!(decimal_to_minor("100000000000.01", "EUR").is_err());
     }
 }

@@ -14,6 +14,9 @@ use super::{
 use crate::event::Revenue;
 use crate::url_parts::{parse_page_url, truncate};
 
+/// Most domains one event may name.
+pub const MAX_DOMAINS: usize = 10;
+
 /// A decoded Plausible event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlausibleEvent {
@@ -91,6 +94,26 @@ pub fn decode(body: &[u8]) -> Result<PlausibleEvent, FieldError> {
         .collect();
     if domains.is_empty() {
         return Err(FieldError::new("domain", "must name at least one domain"));
+    }
+    if domains.len() > MAX_DOMAINS {
+        return Err(FieldError::new(
+            "domain",
+            format!(
+                "names {} domains, at most {MAX_DOMAINS} are allowed",
+                domains.len()
+            ),
+        ));
+    }
+    if let Some(bad) = domains.iter().find(|d| {
+        d.len() > 253
+            || !d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    }) {
+        return Err(FieldError::new(
+            "domain",
+            format!("{:?} is not a domain name", truncate(bad, 64)),
+        ));
     }
     let referrer = match field(&obj, "referrer", "r") {
         None => None,

@@ -364,3 +364,180 @@ fn idle_visits_close_only_after_the_timeout_and_grace() {
     );
     assert_eq!(e.open_visits(), 0);
 }
+
+#[test]
+fn back_dated_events_form_their_own_visit_next_to_one_in_progress() {
+    // Visitor 1 is browsing at 12:00. A batch received at 12:01 carries pageviews of 09:00
+    // and 09:05 (GA4 allows back-dating): they are one visit of 300 s, not two bounces.
+    // Day totals: 2 visits (12:00 single page: a bounce; 09:00 two pages), 1 bounce, 300 s.
+    let mut late_a = pv(1, "2024-05-01T09:00:00Z", "/old-a");
+    let mut late_b = pv(1, "2024-05-01T09:05:00Z", "/old-b");
+    late_a.received_at_us = us("2024-05-01T12:01:00Z");
+    late_b.received_at_us = us("2024-05-01T12:01:00Z");
+    let cells = run(
+        &[pv(1, "2024-05-01T12:00:00Z", "/now"), late_a, late_b],
+        "UTC",
+        true,
+    );
+    let t = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Total,
+        day("2024-05-01"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (t.visits, t.bounces, t.visit_duration_s, t.pageviews),
+        (2, 1, 300, 3)
+    );
+    assert_eq!(
+        get(
+            &cells,
+            Granularity::Hour,
+            Dimension::Total,
+            hour("2024-05-01T09:00:00Z"),
+            ""
+        )
+        .unwrap()
+        .visits,
+        1
+    );
+    assert_eq!(
+        get(
+            &cells,
+            Granularity::Day,
+            Dimension::EntryPage,
+            day("2024-05-01"),
+            "/old-a"
+        )
+        .unwrap()
+        .visits,
+        1
+    );
+}
+
+#[test]
+fn interleaved_client_sessions_are_separate_visits() {
+    // Session ids 7, 8, 7, 8 from one client within minutes: two visits of two pages each.
+    let events: Vec<Event> = [(7, "10:00"), (8, "10:01"), (7, "10:02"), (8, "10:03")]
+        .iter()
+        .map(|(sid, at)| {
+            let mut e = pv(1, &format!("2024-05-01T{at}:00Z"), "/");
+            e.session_id = Some(*sid);
+            e
+        })
+        .collect();
+    let cells = run(&events, "UTC", true);
+    let t = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Total,
+        day("2024-05-01"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            t.visits,
+            t.bounces,
+            t.visit_duration_s,
+            t.visitors.estimate()
+        ),
+        (2, 0, 240, 1)
+    );
+}
+
+#[test]
+fn previous_salt_id_continues_the_visit_across_the_rotation() {
+    // 23:55 under yesterday's id 100; 00:05 under today's id 200 with prev 100: one visit.
+    let mut next = pv(200, "2024-05-02T00:05:00Z", "/b");
+    next.prev_visitor_id = Some(100);
+    let cells = run(&[pv(100, "2024-05-01T23:55:00Z", "/a"), next], "UTC", true);
+    let t = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Total,
+        day("2024-05-01"),
+        "",
+    )
+    .unwrap();
+    assert_eq!((t.visits, t.bounces, t.visit_duration_s), (1, 0, 600));
+    assert_eq!(
+        get(
+            &cells,
+            Granularity::Day,
+            Dimension::ExitPage,
+            day("2024-05-01"),
+            "/b"
+        )
+        .unwrap()
+        .visits,
+        1
+    );
+}
+
+#[test]
+fn an_event_arriving_more_than_30_minutes_after_the_last_starts_a_new_visit() {
+    // Event times 1 minute apart, but the second arrives 31 minutes after the first.
+    let first = pv(1, "2024-05-01T10:00:00Z", "/a");
+    let mut second = pv(1, "2024-05-01T10:01:00Z", "/b");
+    second.received_at_us = us("2024-05-01T10:31:00Z");
+    let cells = run(&[first, second], "UTC", true);
+    let t = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Total,
+        day("2024-05-01"),
+        "",
+    )
+    .unwrap();
+    assert_eq!((t.visits, t.bounces), (2, 2));
+}
+
+#[test]
+fn a_late_earlier_event_moves_the_visit_to_its_start_hour() {
+    // /b at 10:10 arrives first (the visit sits in the 10:00 hour), then /a at 09:55: the
+    // visit now starts at 09:55, so it moves to the 09:00 hour with 900 s and no bounce.
+    let cells = run(
+        &[
+            pv(1, "2024-05-01T10:10:00Z", "/b"),
+            pv(1, "2024-05-01T09:55:00Z", "/a"),
+        ],
+        "UTC",
+        false,
+    );
+    let h9 = get(
+        &cells,
+        Granularity::Hour,
+        Dimension::Total,
+        hour("2024-05-01T09:00:00Z"),
+        "",
+    )
+    .unwrap();
+    assert_eq!((h9.visits, h9.bounces, h9.visit_duration_s), (1, 0, 900));
+    let h10 = get(
+        &cells,
+        Granularity::Hour,
+        Dimension::Total,
+        hour("2024-05-01T10:00:00Z"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (h10.visits, h10.bounces, h10.visit_duration_s, h10.pageviews),
+        (0, 0, 0, 1)
+    );
+    assert_eq!(
+        get(
+            &cells,
+            Granularity::Hour,
+            Dimension::EntryPage,
+            hour("2024-05-01T09:00:00Z"),
+            "/a"
+        )
+        .unwrap()
+        .visits,
+        1
+    );
+}
