@@ -111,7 +111,13 @@ async fn supervise(
         )
         .await
         {
-            Ok(task) => match tokio::spawn(task.run(shutdown.clone())).await {
+            // Spawned so that a panic is caught; aborted if this supervisor is dropped, so that
+            // no partition is ever processed by two tasks.
+            Ok(task) => match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                task.run(shutdown.clone()),
+            ))
+            .await
+            {
                 Ok(()) => return,
                 Err(e) => format!("the partition task panicked: {e}"),
             },
