@@ -57,6 +57,8 @@ pub struct LogConfig {
     /// Group commit linger, µs: how long the log writer waits for more requests to share
     /// one fsync. Appends are always fsynced before they are acknowledged.
     pub commit_linger_us: u64,
+    /// Page cache of the embedded log, MiB.
+    pub cache_mib: usize,
 }
 
 /// `[store]`.
@@ -65,6 +67,8 @@ pub struct LogConfig {
 pub struct StoreConfig {
     /// Backend URL; empty means the embedded store under `data_dir`.
     pub url: String,
+    /// Page cache of the embedded store, MiB.
+    pub cache_mib: usize,
 }
 
 /// `[processor]`.
@@ -112,8 +116,9 @@ impl Default for Config {
                 url: String::new(),
                 partitions: 4,
                 commit_linger_us: 0,
+                cache_mib: 32,
             },
-            store: StoreConfig { url: String::new() },
+            store: StoreConfig { url: String::new(), cache_mib: 128 },
             processor: ProcessorConfig {
                 flush_interval_ms: 2000,
                 batch_size: 5000,

@@ -39,14 +39,14 @@ pub fn open_backends(config: &Config) -> anyhow::Result<Backends> {
     let (log, embedded_log): (Arc<dyn Log>, _) = match config.log.url.as_str() {
         "" => {
             let commit_linger = Duration::from_micros(config.log.commit_linger_us);
-            let log = Arc::new(EmbeddedLog::open(&EmbeddedLogConfig { path: footfall_log::embedded::default_path(&config.data_dir), partitions: config.log.partitions, commit_linger }).context("opening the embedded log")?);
+            let log = Arc::new(EmbeddedLog::open(&EmbeddedLogConfig { path: footfall_log::embedded::default_path(&config.data_dir), partitions: config.log.partitions, commit_linger, cache_bytes: config.log.cache_mib << 20 }).context("opening the embedded log")?);
             (log.clone(), Some(log))
         }
         url if url.starts_with("kafka://") => bail!("log.url = {url:?}: this build has no Kafka log backend yet; leave log.url empty for the embedded log"),
         url => bail!("log.url = {url:?}: unknown backend; leave it empty for the embedded log"),
     };
     let store: Arc<dyn Store> = match config.store.url.as_str() {
-        "" => Arc::new(EmbeddedStore::open(&footfall_store::embedded::default_path(&config.data_dir)).context("opening the embedded store")?),
+        "" => Arc::new(EmbeddedStore::open_with_cache(&footfall_store::embedded::default_path(&config.data_dir), config.store.cache_mib << 20).context("opening the embedded store")?),
         url if url.starts_with("cassandra://") => bail!("store.url = {url:?}: this build has no Cassandra store backend yet; leave store.url empty for the embedded store"),
         url => bail!("store.url = {url:?}: unknown backend; leave it empty for the embedded store"),
     };

@@ -49,6 +49,8 @@ pub struct EmbeddedLogConfig {
     /// before it is answered whatever this is: there is deliberately no mode that
     /// acknowledges first, because readers would then see records a crash could take back.
     pub commit_linger: Duration,
+    /// Bytes of the engine's page cache (bounds the log's share of memory).
+    pub cache_bytes: usize,
 }
 
 struct AppendRequest {
@@ -88,7 +90,7 @@ impl EmbeddedLog {
         if let Some(dir) = config.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
-        let db = Database::create(&config.path).map_err(|e| match e {
+        let db = Database::builder().set_cache_size(config.cache_bytes).create(&config.path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 open_err("it is in use by another process (is `footfall serve` running?)".into())
             }
@@ -484,6 +486,7 @@ mod tests {
             path: dir.join("log.redb"),
             partitions,
             commit_linger: Duration::ZERO,
+            cache_bytes: 16 << 20,
         })
     }
 

@@ -42,11 +42,20 @@ pub fn default_path(data_dir: &Path) -> PathBuf {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file.
+    /// Opens (or creates) the store file with a 64 MiB page cache.
     ///
     /// # Errors
     /// [`StoreError::Open`] when the file is in use by another process or unreadable.
     pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+        Self::open_with_cache(path, 64 << 20)
+    }
+
+    /// Opens (or creates) the store file with a page cache of `cache_bytes` (bounds the
+    /// store's share of memory).
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when the file is in use by another process or unreadable.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<EmbeddedStore, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: path.display().to_string(),
             reason,
@@ -54,7 +63,7 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
+        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 open_err("it is in use by another process (is `footfall serve` running?)".into())
             }
