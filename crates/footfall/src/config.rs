@@ -30,6 +30,8 @@ pub struct Config {
     pub processor: ProcessorConfig,
     /// The collector.
     pub collector: CollectorSettings,
+    /// Rate limits.
+    pub limits: LimitsConfig,
     /// The program's own log output.
     pub logging: LoggingConfig,
 }
@@ -44,6 +46,24 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// Seconds a graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout_s: u64,
+    /// Bearer token that `/metrics` requires; empty for none.
+    pub metrics_token: String,
+    /// Serve `/metrics` to anyone who can reach the server.
+    pub metrics_public: bool,
+}
+
+/// `[limits]`: rate limits (0 = unlimited).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Events per second one site may send, sustained; past it the collector answers `429`.
+    pub ingest_events_per_site_per_s: u32,
+    /// Events one site may send in a burst.
+    pub ingest_burst_per_site: u32,
+    /// Queries per second one API key may make, sustained; past it `429`.
+    pub queries_per_key_per_s: u32,
+    /// Queries one API key may make in a burst.
+    pub query_burst_per_key: u32,
 }
 
 /// `[log]`.
@@ -79,6 +99,9 @@ pub struct ProcessorConfig {
     pub flush_interval_ms: u64,
     /// Most events read from the log at once.
     pub batch_size: usize,
+    /// Most open visits kept in memory (about 1 KiB each); past it the visits whose last event
+    /// arrived earliest are ended early, at the next flush.
+    pub max_open_visits: usize,
 }
 
 /// `[collector]`.
@@ -111,6 +134,8 @@ impl Default for Config {
                 listen: "127.0.0.1:8080".into(),
                 trusted_proxies: Vec::new(),
                 shutdown_timeout_s: 30,
+                metrics_token: String::new(),
+                metrics_public: false,
             },
             log: LogConfig {
                 url: String::new(),
@@ -118,15 +143,25 @@ impl Default for Config {
                 commit_linger_us: 0,
                 cache_mib: 32,
             },
-            store: StoreConfig { url: String::new(), cache_mib: 128 },
+            store: StoreConfig {
+                url: String::new(),
+                cache_mib: 128,
+            },
             processor: ProcessorConfig {
                 flush_interval_ms: 2000,
                 batch_size: 5000,
+                max_open_visits: 2_000_000,
             },
             collector: CollectorSettings {
                 max_body_bytes: 64 * 1024,
                 max_backdate_hours: 72,
                 max_future_skew_s: 300,
+            },
+            limits: LimitsConfig {
+                ingest_events_per_site_per_s: 10_000,
+                ingest_burst_per_site: 50_000,
+                queries_per_key_per_s: 20,
+                query_burst_per_key: 100,
             },
             logging: LoggingConfig {
                 format: "text".into(),

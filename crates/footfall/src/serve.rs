@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use footfall_ingest::limits::KeyedLimiter;
 use footfall_ingest::{Collector, CollectorConfig};
 use footfall_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
 use footfall_log::Log;
@@ -15,7 +16,7 @@ use footfall_model::clock::Clock;
 use footfall_process::runner::{self, RunnerConfig};
 use footfall_store::embedded::EmbeddedStore;
 use footfall_store::Store;
-use footfall_web::AppState;
+use footfall_web::{AppState, MetricsAccess};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -77,6 +78,8 @@ pub async fn app_state(
             .unwrap_or(300)
             .saturating_mul(1_000_000),
         retry_after_s: 1,
+        site_events_per_s: config.limits.ingest_events_per_site_per_s,
+        site_burst: config.limits.ingest_burst_per_site,
     };
     let collector = Collector::new(
         backends.log.clone(),
@@ -92,6 +95,18 @@ pub async fn app_state(
         clock,
         partitions: backends.log.partitions(),
         ready: false.into(),
+        query_limiter: KeyedLimiter::new(
+            config.limits.queries_per_key_per_s,
+            config.limits.query_burst_per_key,
+        ),
+        metrics_access: match (
+            config.server.metrics_public,
+            config.server.metrics_token.as_str(),
+        ) {
+            (true, _) => MetricsAccess::Public,
+            (false, "") => MetricsAccess::Closed,
+            (false, token) => MetricsAccess::Token(footfall_web::secrets::hash_secret(token)),
+        },
     }))
 }
 
@@ -129,6 +144,20 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let backends = open_backends(&config)?;
+    start_with(config, clock, backends).await
+}
+
+/// Starts every role over backends opened by the caller (tests wrap them to inject failures).
+///
+/// # Errors
+/// When an address cannot be bound or the store fails at start.
+pub async fn start_with(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    backends: Backends,
+) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let state = app_state(&config, &backends, clock.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
@@ -156,6 +185,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let runner_config = RunnerConfig {
         flush_interval: Duration::from_millis(config.processor.flush_interval_ms),
         batch_size: config.processor.batch_size,
+        max_open_visits: config.processor.max_open_visits,
         ..RunnerConfig::default()
     };
     let processor = tokio::spawn(runner::run(

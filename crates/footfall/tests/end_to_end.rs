@@ -27,6 +27,7 @@ async fn server(dir: &std::path::Path, clock: &ManualClock) -> Running {
     };
     config.server.listen = "127.0.0.1:0".into();
     config.processor.flush_interval_ms = 100;
+    config.server.metrics_public = true;
     start(config, Arc::new(clock.clone())).await.unwrap()
 }
 

@@ -2,12 +2,12 @@
 //!
 //! | endpoint | protocol | answers |
 //! |---|---|---|
-//! | `POST /api/event` | Plausible Events API (JSON, any content type) | `202` once durable; `400` naming the field; `413` past the body limit; `503` + `Retry-After` when the log cannot take it |
-//! | `POST /mp/collect?measurement_id=&api_secret=` | GA4 Measurement Protocol | `204` whatever the body holds (as GA4 does), except `503` + `Retry-After` when the log cannot take valid events |
+//! | `POST /api/event` | Plausible Events API (JSON, any content type) | `202` once durable; `400` naming the field; `413` past the body limit; `429` + `Retry-After` past the site's rate limit; `503` + `Retry-After` when the log cannot take it |
+//! | `POST /mp/collect?measurement_id=&api_secret=` | GA4 Measurement Protocol | `204` whatever the body holds (as GA4 does), except `429` / `503` + `Retry-After` when valid events cannot be kept (rate limit, log unavailable) |
 //! | `POST /debug/mp/collect` | same | `200` with `{"validationMessages": [...]}`; nothing is kept |
 //!
 //! Every hit is counted in `footfall_ingest_events_total{protocol, outcome}` with outcome
-//! `accepted`, `invalid`, `unknown_site`, `bad_secret` or `unavailable`.
+//! `accepted`, `invalid`, `unknown_site`, `bad_secret`, `rate_limited` or `unavailable`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::client_ip::client_ip;
+use crate::limits::{retry_after_secs, KeyedLimiter};
 use crate::sites::SiteCache;
 use crate::visitor::{cookieless_hash, random_key, VisitorHasher};
 
@@ -47,6 +48,10 @@ pub struct CollectorConfig {
     pub max_future_us: i64,
     /// Seconds a client is told to wait in `Retry-After` when the log is unavailable.
     pub retry_after_s: u32,
+    /// Events per second one site may send, sustained (0: unlimited); past it `429`.
+    pub site_events_per_s: u32,
+    /// Events one site may send in a burst.
+    pub site_burst: u32,
 }
 
 impl Default for CollectorConfig {
@@ -57,6 +62,8 @@ impl Default for CollectorConfig {
             max_backdate_us: 72 * 3_600_000_000,
             max_future_us: 5 * 60_000_000,
             retry_after_s: 1,
+            site_events_per_s: 0,
+            site_burst: 0,
         }
     }
 }
@@ -71,6 +78,7 @@ pub struct Collector {
     config: CollectorConfig,
     id_prefix: u64,
     id_counter: AtomicU64,
+    site_limiter: KeyedLimiter<u64>,
 }
 
 fn count(protocol: &'static str, outcome: &'static str, n: u64) {
@@ -162,6 +170,7 @@ impl Collector {
             store,
             hasher,
             clock,
+            site_limiter: KeyedLimiter::new(config.site_events_per_s, config.site_burst),
             config,
             id_prefix,
             id_counter: AtomicU64::new(0),
@@ -185,7 +194,23 @@ impl Collector {
             .route("/mp/collect", post(mp_collect))
             .route("/debug/mp/collect", post(mp_debug))
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .layer(cors())
             .with_state(self.clone())
+    }
+
+    /// `Some(429 answer)` when `site` is over its ingest rate.
+    fn rate_limit(&self, site: &Site, events: usize, protocol: &'static str) -> Option<Response> {
+        let wait = self
+            .site_limiter
+            .check(&site.id, u32::try_from(events).unwrap_or(u32::MAX))
+            .err()?;
+        count(protocol, "rate_limited", events as u64);
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": "this site is sending more events than its rate limit allows; retry later"}))).into_response();
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(wait)),
+        );
+        Some(r)
     }
 
     fn next_event_id(&self) -> u128 {
@@ -362,6 +387,18 @@ impl Collector {
     }
 }
 
+/// CORS for the collector endpoints: simple requests from any origin (trackers run on the
+/// merchants' sites, a different origin), and preflights answered for the headers trackers
+/// send. No credentials are involved, so `*` is safe.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(86_400))
+}
+
 fn user_agent(headers: &HeaderMap) -> String {
     headers
         .get(header::USER_AGENT)
@@ -418,6 +455,9 @@ async fn plausible_event(
             }
             Err(e) => return internal(&e),
         };
+        if let Some(limited) = c.rate_limit(&site, 1, "plausible") {
+            return limited;
+        }
         let (visitor, prev) = match c.hasher.cookieless(site.id, ip, &ua, now).await {
             Ok(v) => v,
             Err(e) => return internal(&e),
@@ -557,6 +597,10 @@ async fn mp_collect(
         .collect();
     if events.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
+    }
+    // Refused events are not kept, so even this endpoint answers 429 rather than 2xx.
+    if let Some(limited) = c.rate_limit(&site, events.len(), "ga4_mp") {
+        return limited;
     }
     match c.append(&events).await {
         Ok(()) => {

@@ -1,5 +1,7 @@
 //! A short-lived cache of site metadata, so that every hit does not read the store.
-//! Misses are cached too (a flood of hits for an unknown domain costs one read per TTL).
+//! Misses are cached too (a flood of hits for an unknown domain costs one read per TTL). When
+//! the store is unavailable, expired entries keep being used: the collector goes on accepting
+//! hits of known sites into the log while the store is down.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,12 +36,12 @@ impl SiteCache {
         }
     }
 
-    fn cached(&self, map: &Map, key: &str) -> Option<Option<Site>> {
+    /// The cached entry: `(entry, fresh)`.
+    fn cached(&self, map: &Map, key: &str) -> Option<(Option<Site>, bool)> {
         let now = self.clock.now_us();
         let m = map.lock().ok()?;
         m.get(key)
-            .filter(|(_, at)| now - at < self.ttl_us)
-            .map(|(s, _)| s.clone())
+            .map(|(s, at)| (s.clone(), now - at < self.ttl_us))
     }
 
     fn remember(&self, map: &Map, key: &str, site: Option<Site>) {
@@ -51,33 +53,55 @@ impl SiteCache {
         }
     }
 
+    /// A fresh cached entry, else the store's answer, else — when the store fails — a stale
+    /// cached entry (so that the collector keeps accepting hits of known sites while the store
+    /// is down), else the store's error.
+    async fn lookup<F>(&self, map: &Map, key: &str, fetch: F) -> Result<Option<Site>, StoreError>
+    where
+        F: std::future::Future<Output = Result<Option<Site>, StoreError>>,
+    {
+        let cached = self.cached(map, key);
+        if let Some((site, true)) = &cached {
+            return Ok(site.clone());
+        }
+        match fetch.await {
+            Ok(site) => {
+                self.remember(map, key, site.clone());
+                Ok(site)
+            }
+            Err(e) => match cached {
+                Some((site, _)) => {
+                    metrics::counter!("footfall_collector_stale_site_lookups_total").increment(1);
+                    Ok(site)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
     /// The site with this domain.
     ///
     /// # Errors
-    /// [`StoreError`] when the store fails.
+    /// [`StoreError`] when the store fails and nothing is cached.
     pub async fn by_domain(&self, domain: &str) -> Result<Option<Site>, StoreError> {
-        if let Some(hit) = self.cached(&self.by_domain, domain) {
-            return Ok(hit);
-        }
-        let site = self.store.site_by_domain(domain).await?;
-        self.remember(&self.by_domain, domain, site.clone());
-        Ok(site)
+        self.lookup(&self.by_domain, domain, self.store.site_by_domain(domain))
+            .await
     }
 
     /// The site with this measurement id.
     ///
     /// # Errors
-    /// [`StoreError`] when the store fails.
+    /// [`StoreError`] when the store fails and nothing is cached.
     pub async fn by_measurement_id(
         &self,
         measurement_id: &str,
     ) -> Result<Option<Site>, StoreError> {
-        if let Some(hit) = self.cached(&self.by_measurement_id, measurement_id) {
-            return Ok(hit);
-        }
-        let site = self.store.site_by_measurement_id(measurement_id).await?;
-        self.remember(&self.by_measurement_id, measurement_id, site.clone());
-        Ok(site)
+        self.lookup(
+            &self.by_measurement_id,
+            measurement_id,
+            self.store.site_by_measurement_id(measurement_id),
+        )
+        .await
     }
 }
 

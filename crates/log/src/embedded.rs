@@ -32,7 +32,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Most records written in one group commit; more waiting requests go in the next one.
 const MAX_GROUP_RECORDS: usize = 50_000;
-/// Depth of the queue of append requests waiting for the writer.
+/// Depth of the queue of append requests waiting for the writer; past it appends fail with
+/// [`LogError::Overloaded`].
 const QUEUE_DEPTH: usize = 4096;
 
 /// Settings of [`EmbeddedLog::open`].
@@ -90,12 +91,15 @@ impl EmbeddedLog {
         if let Some(dir) = config.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
-        let db = Database::builder().set_cache_size(config.cache_bytes).create(&config.path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                open_err("it is in use by another process (is `footfall serve` running?)".into())
-            }
-            other => open_err(other.to_string()),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(config.cache_bytes)
+            .create(&config.path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => open_err(
+                    "it is in use by another process (is `footfall serve` running?)".into(),
+                ),
+                other => open_err(other.to_string()),
+            })?;
         let ends = init_tables(&db, config.partitions).map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(db);
         let ends = Arc::new(Mutex::new(ends));
@@ -161,11 +165,12 @@ impl EmbeddedLog {
             producer,
             reply,
         };
-        // The queue is bounded; waiting for room happens off the async workers.
-        tokio::task::spawn_blocking(move || sender.send(request))
-            .await
-            .map_err(|_| LogError::Closed)?
-            .map_err(|_| LogError::Closed)?;
+        // The queue is bounded: when the writer is that far behind, refuse rather than queue
+        // without limit (the collector answers 503 with Retry-After).
+        sender.try_send(request).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => LogError::Overloaded,
+            mpsc::TrySendError::Disconnected(_) => LogError::Closed,
+        })?;
         rx.await.map_err(|_| LogError::Closed)?
     }
 

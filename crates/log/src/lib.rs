@@ -60,6 +60,9 @@ pub enum LogError {
     /// The log is shutting down or its writer has stopped.
     #[error("log is closed")]
     Closed,
+    /// Too many appends are waiting; retry shortly.
+    #[error("the log's append queue is full")]
+    Overloaded,
     /// A partition number outside `0..partitions`.
     #[error("partition {0} does not exist")]
     NoSuchPartition(u32),

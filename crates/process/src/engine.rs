@@ -155,6 +155,27 @@ impl Engine {
         ended
     }
 
+    /// Ends the visits whose last event arrived earliest until at most `keep` are open (the
+    /// memory bound); returns how many ended. Visits ended this way are final: a later event
+    /// of theirs starts a new visit.
+    pub fn end_oldest(&mut self, keep: usize) -> usize {
+        let open = self.open_visits();
+        if open <= keep {
+            return 0;
+        }
+        let mut arrivals: Vec<i64> = self
+            .visits
+            .values()
+            .flatten()
+            .map(|v| v.last_received_us)
+            .collect();
+        let cut = open - keep;
+        arrivals.select_nth_unstable(cut - 1);
+        // Visits that arrived at or before this instant end.
+        let limit = arrivals[cut - 1];
+        self.close_idle(limit.saturating_add(1).saturating_add(VISIT_TIMEOUT_US), 0)
+    }
+
     /// Ends every open visit (end of a reprocessing run).
     pub fn close_all(&mut self) {
         self.close_idle(i64::MAX, 0);

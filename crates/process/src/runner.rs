@@ -44,6 +44,10 @@ pub struct RunnerConfig {
     pub max_cached_cells: usize,
     /// How long site metadata (time zone, currency) is cached.
     pub site_refresh: Duration,
+    /// Most open visits kept; past it, at a flush, the visits whose last event arrived
+    /// earliest are ended early (down to 90 % of the bound) and counted in
+    /// `footfall_processor_visits_ended_early_total`.
+    pub max_open_visits: usize,
 }
 
 impl Default for RunnerConfig {
@@ -55,6 +59,7 @@ impl Default for RunnerConfig {
             max_pending_cells: 200_000,
             max_cached_cells: 500_000,
             site_refresh: Duration::from_secs(10),
+            max_open_visits: 2_000_000,
         }
     }
 }
@@ -188,20 +193,34 @@ impl PartitionTask {
         let mut last_flush = tokio::time::Instant::now();
         let mut dirty = false;
         loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
+            // On shutdown, drain: read what the log already holds without waiting, then stop,
+            // so that a clean restart has nothing to replay.
+            let draining = shutdown.is_cancelled();
             let until_flush = self
                 .config
                 .flush_interval
                 .saturating_sub(last_flush.elapsed());
             let started_us = self.clock.now_us();
-            let read = tokio::select! {
-                r = self.log.read(self.partition, self.offset, self.config.batch_size, until_flush.min(Duration::from_millis(500))) => r,
-                () = shutdown.cancelled() => break,
+            let read = if draining {
+                self.log
+                    .read(
+                        self.partition,
+                        self.offset,
+                        self.config.batch_size,
+                        Duration::ZERO,
+                    )
+                    .await
+            } else {
+                tokio::select! {
+                    r = self.log.read(self.partition, self.offset, self.config.batch_size, until_flush.min(Duration::from_millis(500))) => r,
+                    () = shutdown.cancelled() => continue,
+                }
             };
             match read {
                 Ok(entries) => {
+                    if draining && entries.is_empty() {
+                        break;
+                    }
                     let mut caught_up = entries.len() < self.config.batch_size;
                     if !entries.is_empty() {
                         dirty = true;
@@ -238,6 +257,10 @@ impl PartitionTask {
                         dirty = true;
                     }
                 }
+                Err(e) if draining => {
+                    tracing::warn!(partition = self.partition, error = %e, "log read failed while draining; stopping");
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(partition = self.partition, error = %e, "log read failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -251,6 +274,17 @@ impl PartitionTask {
                     .close_idle(self.clock.now_us(), self.config.idle_grace_us)
                     > 0
                 {
+                    dirty = true;
+                }
+                if self.engine.open_visits() > self.config.max_open_visits {
+                    let ended = self.engine.end_oldest(self.config.max_open_visits / 10 * 9);
+                    metrics::counter!("footfall_processor_visits_ended_early_total")
+                        .increment(ended as u64);
+                    tracing::warn!(
+                        partition = self.partition,
+                        ended,
+                        "open visits over processor.max_open_visits; ended the oldest early"
+                    );
                     dirty = true;
                 }
                 if dirty {

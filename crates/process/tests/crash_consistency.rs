@@ -72,7 +72,8 @@ async fn setup(dir: &std::path::Path) -> (Arc<EmbeddedLog>, Arc<EmbeddedStore>) 
         EmbeddedLog::open(&EmbeddedLogConfig {
             path: dir.join("log.redb"),
             partitions: 2,
-            commit_linger: Duration::ZERO, cache_bytes: 16 << 20,
+            commit_linger: Duration::ZERO,
+            cache_bytes: 16 << 20,
         })
         .unwrap(),
     );

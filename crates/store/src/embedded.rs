@@ -63,12 +63,15 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
-        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                open_err("it is in use by another process (is `footfall serve` running?)".into())
-            }
-            other => open_err(other.to_string()),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => open_err(
+                    "it is in use by another process (is `footfall serve` running?)".into(),
+                ),
+                other => open_err(other.to_string()),
+            })?;
         let txn = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
             let init = |r: Result<(), redb::TableError>| r.map_err(|e| open_err(e.to_string()));

@@ -17,53 +17,68 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, if any.
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header, when the request may be retried later.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        ApiError {
+            status,
+            code,
+            message,
+            field: None,
+            retry_after: None,
+        }
+    }
     /// `400` naming `field`.
     pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
-            message: format!("{field}: {}", message.into()),
-            field: Some(field),
+            field: Some(field.clone()),
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{field}: {}", message.into()),
+            )
         }
     }
     /// `401`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: message.into(),
-            field: None,
-        }
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message.into())
+    }
+    /// `403`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message.into())
     }
     /// `404`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: message.into(),
-            field: None,
-        }
+        Self::new(StatusCode::NOT_FOUND, "not_found", message.into())
     }
     /// `409`.
     pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message.into())
+    }
+    /// `429` with `Retry-After` (a rate limit).
+    pub fn rate_limited(message: impl Into<String>, retry_after_s: u64) -> Self {
         ApiError {
-            status: StatusCode::CONFLICT,
-            code: "conflict",
-            message: message.into(),
-            field: None,
+            retry_after: Some(retry_after_s),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                message.into(),
+            )
         }
     }
     /// `503` with `Retry-After` (a backend failed; the request may be retried).
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
-            message: message.into(),
-            field: None,
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                message.into(),
+            )
         }
     }
 }
@@ -92,9 +107,9 @@ impl IntoResponse for ApiError {
             body["field"] = json!(f);
         }
         let mut r = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
             r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }

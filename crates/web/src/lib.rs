@@ -30,6 +30,22 @@ pub struct AppState {
     pub partitions: u32,
     /// Readiness: false while starting and once shutdown has begun.
     pub ready: AtomicBool,
+    /// Query rate limit per API key (keyed by the key's hash).
+    pub query_limiter: footfall_ingest::limits::KeyedLimiter<String>,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the server (`server.metrics_public = true`).
+    Public,
+    /// Requests with `Authorization: Bearer <token>` (`server.metrics_token`); the BLAKE3 hash
+    /// of the token is kept.
+    Token(String),
+    /// Nobody: neither is configured.
+    Closed,
 }
 
 /// The public router: collector endpoints, the query API and the ops endpoints.

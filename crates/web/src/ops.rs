@@ -1,5 +1,6 @@
 //! Operational endpoints: `/healthz` (the process is alive), `/readyz` (ready to take
-//! traffic: started, not shutting down, store reachable) and `/metrics` (Prometheus text).
+//! traffic: started, not shutting down, store reachable) and `/metrics` (Prometheus text;
+//! closed unless `server.metrics_token` or `server.metrics_public` is configured).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -11,7 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::AppState;
+use crate::error::ApiError;
+use crate::{AppState, MetricsAccess};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -50,7 +52,32 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics_text() -> Response {
+async fn metrics_text(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let allowed = match &state.metrics_access {
+        MetricsAccess::Public => true,
+        MetricsAccess::Token(hash) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| {
+                footfall_ingest::collector::constant_time_eq(
+                    crate::secrets::hash_secret(t.trim()).as_bytes(),
+                    hash.as_bytes(),
+                )
+            }),
+        MetricsAccess::Closed => {
+            return ApiError::forbidden("/metrics is disabled: set server.metrics_token (then send it as a Bearer token) or server.metrics_public = true").into_response();
+        }
+    };
+    if !allowed {
+        return ApiError::unauthorized(
+            "/metrics needs Authorization: Bearer <server.metrics_token>",
+        )
+        .into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),

@@ -3,6 +3,7 @@
 //! - no or unknown key: `401`;
 //! - a site the key may not read, whether or not it exists: the same `404`;
 //! - a malformed query: `400` naming the field;
+//! - a key over its query rate (`limits.queries_per_key_per_s`): `429` with `Retry-After`;
 //! - otherwise `200` with `results`, `meta` and the `query` as sent.
 
 use std::sync::Arc;
@@ -92,6 +93,12 @@ async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
 
 async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let key = authenticate(state, headers).await?;
+    state.query_limiter.check(&key.hash, 1).map_err(|wait| {
+        ApiError::rate_limited(
+            "this API key is over its query rate limit; retry later",
+            footfall_ingest::limits::retry_after_secs(wait),
+        )
+    })?;
     let query = footfall_query::request::parse(body)
         .map_err(|e| ApiError::bad_request(e.field, e.message))?;
     let site = authorize_site(state, &key, &query.site_id).await?;

@@ -541,3 +541,30 @@ fn a_late_earlier_event_moves_the_visit_to_its_start_hour() {
         1
     );
 }
+
+#[test]
+fn the_memory_bound_ends_the_visits_that_arrived_earliest() {
+    // Three visitors arriving at 10:00, 10:01, 10:02; keep 1: the first two end early with
+    // their exit pages written; the third stays open.
+    let s = site("UTC");
+    let mut e = Engine::new();
+    for (v, at) in [(1, "10:00"), (2, "10:01"), (3, "10:02")] {
+        e.process(
+            &pv(v, &format!("2024-05-01T{at}:00Z"), &format!("/v{v}")),
+            &s,
+        );
+    }
+    assert_eq!(e.end_oldest(1), 2);
+    assert_eq!(e.open_visits(), 1);
+    let mut cells: BTreeMap<CellKey, CellValue> = BTreeMap::new();
+    for (k, d) in e.take_deltas() {
+        cells.entry(k).or_default().merge(&d);
+    }
+    let exits: Vec<&str> = cells
+        .keys()
+        .filter(|k| k.dimension == Dimension::ExitPage && k.granularity == Granularity::Day)
+        .map(|k| k.value.as_str())
+        .collect();
+    assert_eq!(exits, vec!["/v1", "/v2"]);
+    assert_eq!(e.end_oldest(5), 0);
+}
