@@ -8,6 +8,8 @@
 //! - `bounce_rate` = 100 × bounces / visits, 1 decimal, clamped to 0..=100;
 //! - `views_per_visit` = pageviews / visits, 2 decimals;
 //! - `visit_duration` = visit duration sum / visits, whole seconds;
+//! - `total_revenue` = revenue sum in the site's currency, major units (minor units are what is
+//!   stored and summed; the division happens once, here);
 //!
 //! each 0 when there are no visits.
 
@@ -52,6 +54,8 @@ pub struct Meta {
     pub generation: u32,
     /// The site's time zone, in which dates and buckets are expressed.
     pub time_zone: String,
+    /// The site's currency (ISO 4217), in which `total_revenue` is expressed.
+    pub currency: String,
     /// The resolved inclusive date range.
     pub date_range: [String; 2],
     /// Rows before pagination.
@@ -128,7 +132,7 @@ fn time_buckets(tz: Tz, grain: Option<TimeGrain>, from: NaiveDate, to: NaiveDate
     TimeBuckets { labels, index }
 }
 
-fn metric_value(metric: Metric, c: &CellValue) -> Value {
+fn metric_value(metric: Metric, c: &CellValue, currency_exponent: u32) -> Value {
     let visits = c.visits.max(0);
     let ratio = |num: i64, scale: f64, decimals: i32| -> f64 {
         if visits == 0 {
@@ -142,6 +146,9 @@ fn metric_value(metric: Metric, c: &CellValue) -> Value {
         Metric::Visits => Value::from(visits),
         Metric::Pageviews => Value::from(c.pageviews.max(0)),
         Metric::Events => Value::from(c.events.max(0)),
+        Metric::TotalRevenue => {
+            Value::from(c.revenue_minor as f64 / 10f64.powi(currency_exponent as i32))
+        }
         Metric::ViewsPerVisit => Value::from(ratio(c.pageviews, 1.0, 2)),
         Metric::BounceRate => Value::from(ratio(c.bounces, 100.0, 1).clamp(0.0, 100.0)),
         Metric::VisitDuration => Value::from(ratio(c.visit_duration_s, 1.0, 0) as i64),
@@ -238,7 +245,17 @@ pub async fn execute(
         .map(|(k, c)| {
             (
                 k,
-                query.metrics.iter().map(|m| metric_value(*m, &c)).collect(),
+                query
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        metric_value(
+                            *m,
+                            &c,
+                            footfall_model::decode::currency_exponent(&site.currency),
+                        )
+                    })
+                    .collect(),
             )
         })
         .collect();
@@ -299,6 +316,7 @@ pub async fn execute(
             approximate,
             generation,
             time_zone: site.timezone.clone(),
+            currency: site.currency.clone(),
             date_range: [
                 from.format("%Y-%m-%d").to_string(),
                 to.format("%Y-%m-%d").to_string(),

@@ -24,6 +24,8 @@ pub enum Metric {
     VisitDuration,
     /// Events of any name.
     Events,
+    /// Revenue in the site's currency, in major units (19.99), summed from minor units.
+    TotalRevenue,
 }
 
 impl Metric {
@@ -37,6 +39,7 @@ impl Metric {
             "bounce_rate" => Metric::BounceRate,
             "visit_duration" => Metric::VisitDuration,
             "events" => Metric::Events,
+            "total_revenue" => Metric::TotalRevenue,
             _ => return None,
         })
     }
@@ -51,6 +54,7 @@ impl Metric {
             Metric::BounceRate => "bounce_rate",
             Metric::VisitDuration => "visit_duration",
             Metric::Events => "events",
+            Metric::TotalRevenue => "total_revenue",
         }
     }
 
@@ -218,7 +222,7 @@ pub fn parse(body: &[u8]) -> Result<Query, QueryError> {
     }
     let mut metrics = Vec::with_capacity(metric_names.len());
     for (i, m) in metric_names.iter().enumerate() {
-        let metric = Metric::parse(m).ok_or_else(|| QueryError::new(format!("metrics[{i}]"), format!("{m:?} is not a metric; use visitors, visits, pageviews, views_per_visit, bounce_rate, visit_duration or events")))?;
+        let metric = Metric::parse(m).ok_or_else(|| QueryError::new(format!("metrics[{i}]"), format!("{m:?} is not a metric; use visitors, visits, pageviews, views_per_visit, bounce_rate, visit_duration, events or total_revenue")))?;
         if metrics.contains(&metric) {
             return Err(QueryError::new(
                 format!("metrics[{i}]"),

@@ -337,3 +337,37 @@ async fn weeks_start_on_monday_and_months_merge_days() {
         ]
     );
 }
+
+#[tokio::test]
+async fn revenue_is_summed_in_minor_units_and_shown_in_major_units() {
+    // 19.99 + 5.01 EUR = 25.00 EUR, stored as 1999 + 501 cents.
+    let d = day("2024-05-01");
+    let mut a = cell(
+        Granularity::Day,
+        Dimension::Goal,
+        d,
+        "Purchase",
+        &[1],
+        [0, 0, 0, 0],
+    );
+    a.1.revenue_minor = 1999;
+    let mut b = cell(
+        Granularity::Day,
+        Dimension::Goal,
+        d + 1,
+        "Purchase",
+        &[2],
+        [0, 0, 0, 0],
+    );
+    b.1.revenue_minor = 501;
+    let q = json!({"site_id": "shop.example", "metrics": ["total_revenue"], "date_range": ["2024-05-01", "2024-05-02"], "dimensions": ["event:goal"]});
+    let ans = answer(vec![a, b], "UTC", q, "2024-06-01T00:00:00Z").await;
+    assert_eq!(
+        ans.results,
+        vec![Row {
+            dimensions: vec!["Purchase".into()],
+            metrics: vec![json!(25.0)]
+        }]
+    );
+    assert_eq!(ans.meta.currency, "EUR");
+}
