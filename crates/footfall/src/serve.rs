@@ -91,6 +91,7 @@ pub async fn app_state(
     .context("starting the collector")?;
     Ok(Arc::new(AppState {
         store: backends.store.clone(),
+        log: backends.log.clone(),
         collector,
         clock,
         partitions: backends.log.partitions(),

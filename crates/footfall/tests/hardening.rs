@@ -170,6 +170,14 @@ impl Log for FlakyLog {
     async fn truncate(&self, partition: u32, before: Offset) -> Result<u64, LogError> {
         self.inner.truncate(partition, before).await
     }
+    async fn check_writable(&self) -> Result<(), LogError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(LogError::Storage(
+                "injected failure: No space left on device".into(),
+            ));
+        }
+        self.inner.check_writable().await
+    }
 }
 
 struct Harness {
@@ -294,6 +302,11 @@ async fn a_failing_store_pauses_processing_and_a_full_log_answers_503_and_nothin
         let r = pageview(addr, "/refused");
         assert_eq!(r.status, 503);
         assert!(r.header("retry-after").is_some());
+        assert_eq!(
+            http(addr, "GET", "/readyz", &[], b"").status,
+            503,
+            "not ready while the log cannot write"
+        );
         log_full.store(false, Ordering::SeqCst);
         assert_eq!(pageview(addr, "/after").status, 202);
         wait_for(Duration::from_secs(30), "26 pageviews", || {

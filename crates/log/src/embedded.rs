@@ -406,6 +406,20 @@ impl Log for EmbeddedLog {
         self.read_now(partition, from, max).await
     }
 
+    async fn check_writable(&self) -> Result<(), LogError> {
+        let alive = self
+            .writer
+            .lock()
+            .map_err(|_| LogError::Closed)?
+            .as_ref()
+            .is_some_and(|w| !w.is_finished());
+        let sender = self.sender.lock().map_err(|_| LogError::Closed)?.clone();
+        match sender {
+            Some(_) if alive => Ok(()),
+            _ => Err(LogError::Closed),
+        }
+    }
+
     async fn end_offset(&self, partition: u32) -> Result<Offset, LogError> {
         self.check_partition(partition)?;
         let ends = self.ends.lock().map_err(|_| LogError::Closed)?;

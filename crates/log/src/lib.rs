@@ -148,6 +148,15 @@ pub trait Log: Send + Sync + 'static {
     /// # Errors
     /// [`LogError::Storage`].
     async fn truncate(&self, partition: u32, before: Offset) -> Result<u64, LogError>;
+
+    /// Whether appends can currently be taken (for readiness probes): the writer runs and
+    /// is not overloaded.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] or [`LogError::Overloaded`], or the backend's own error.
+    async fn check_writable(&self) -> Result<(), LogError> {
+        self.end_offset(0).await.map(|_| ())
+    }
 }
 
 /// Default partitioner: a multiplicative hash of the key (Knuth's 2^64/φ constant) reduced to

@@ -22,6 +22,8 @@ use footfall_store::Store;
 pub struct AppState {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// The log.
+    pub log: Arc<dyn footfall_log::Log>,
     /// The collector (admin imports go through it).
     pub collector: Arc<Collector>,
     /// The clock.

@@ -1,5 +1,5 @@
 //! Operational endpoints: `/healthz` (the process is alive), `/readyz` (ready to take
-//! traffic: started, not shutting down, store reachable) and `/metrics` (Prometheus text;
+//! traffic: started, not shutting down, log writable, store reachable) and `/metrics` (Prometheus text;
 //! closed unless `server.metrics_token` or `server.metrics_public` is configured).
 
 use std::sync::atomic::Ordering;
@@ -45,6 +45,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "not ready: starting or shutting down",
         )
             .into_response();
+    }
+    if let Err(e) = state.log.check_writable().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response();
     }
     match state.store.site(0).await {
         Ok(_) => "ready".into_response(),
