@@ -125,7 +125,11 @@ async fn visit_across_an_hour_and_a_bounce_through_http() {
 
         let sources = json!({"site_id": "shop.example", "metrics": ["visits"], "date_range": ["2024-05-01", "2024-05-01"], "dimensions": ["visit:source"]});
         let a = query(addr, &k, &sources);
-        assert_eq!(a["results"], json!([{"dimensions": ["Direct / None"], "metrics": [1]}, {"dimensions": ["google.com"], "metrics": [1]}]));
+        assert_eq!(a["results"], json!([{"dimensions": ["Direct / None"], "metrics": [1]}, {"dimensions": ["Google"], "metrics": [1]}]));
+        // Enrichment: Google is Organic Search, no referrer is Direct; the test's two User-Agents
+        // are unknown to the parser.
+        let channels = json!({"site_id": "shop.example", "metrics": ["visits"], "date_range": ["2024-05-01", "2024-05-01"], "dimensions": ["visit:channel"], "order_by": [["visit:channel", "asc"]]});
+        assert_eq!(query(addr, &k, &channels)["results"], json!([{"dimensions": ["Direct"], "metrics": [1]}, {"dimensions": ["Organic Search"], "metrics": [1]}]));
 
         // 40 minutes later both visits have ended: exit pages /b (A) and /a (B).
         c.set(us("2024-05-01T10:01:00Z"));

@@ -168,7 +168,8 @@ impl Event {
             visitor_id,
             prev_visitor_id: None,
             session_id: None,
-            user_agent: String::new(),
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+                .to_string(),
             screen: None,
             language: None,
             country: None,

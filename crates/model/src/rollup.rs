@@ -68,11 +68,37 @@ pub enum Dimension {
     UtmCampaign = 8,
     /// `event:goal`: the name of a custom (non-pageview) event.
     Goal = 9,
+    /// `visit:channel`: GA4 default channel group.
+    Channel = 10,
+    /// `visit:referrer`: the referrer's host and path.
+    Referrer = 11,
+    /// `visit:country`: ISO 3166-1 alpha-2 code.
+    Country = 12,
+    /// `visit:region`: ISO 3166-2 subdivision code.
+    Region = 13,
+    /// `visit:city`: city name.
+    City = 14,
+    /// `visit:browser`.
+    Browser = 15,
+    /// `visit:browser_version`: `<browser> <major>`, so versions of different browsers do not mix.
+    BrowserVersion = 16,
+    /// `visit:os`.
+    Os = 17,
+    /// `visit:os_version`: `<os> <version>`.
+    OsVersion = 18,
+    /// `visit:device`: Desktop, Mobile, Tablet, Other.
+    Device = 19,
+    /// `event:props:NAME`: value `NAME` + [`PROP_SEPARATOR`] + property value.
+    Prop = 20,
 }
+
+/// Separates a custom property's name from its value in [`Dimension::Prop`] cell values
+/// (the ASCII unit separator, which property names cannot usefully contain).
+pub const PROP_SEPARATOR: char = '\u{1f}';
 
 impl Dimension {
     /// Every dimension, in code order.
-    pub const ALL: [Dimension; 10] = [
+    pub const ALL: [Dimension; 21] = [
         Dimension::Total,
         Dimension::Page,
         Dimension::EntryPage,
@@ -83,6 +109,17 @@ impl Dimension {
         Dimension::UtmMedium,
         Dimension::UtmCampaign,
         Dimension::Goal,
+        Dimension::Channel,
+        Dimension::Referrer,
+        Dimension::Country,
+        Dimension::Region,
+        Dimension::City,
+        Dimension::Browser,
+        Dimension::BrowserVersion,
+        Dimension::Os,
+        Dimension::OsVersion,
+        Dimension::Device,
+        Dimension::Prop,
     ];
 
     /// Stable one-byte code used in store keys.
@@ -99,13 +136,10 @@ impl Dimension {
     pub fn scope(self) -> Scope {
         match self {
             Dimension::Total => Scope::Total,
-            Dimension::Page | Dimension::Hostname | Dimension::Goal => Scope::Event,
-            Dimension::EntryPage
-            | Dimension::ExitPage
-            | Dimension::Source
-            | Dimension::UtmSource
-            | Dimension::UtmMedium
-            | Dimension::UtmCampaign => Scope::Visit,
+            Dimension::Page | Dimension::Hostname | Dimension::Goal | Dimension::Prop => {
+                Scope::Event
+            }
+            _ => Scope::Visit,
         }
     }
 
@@ -123,6 +157,17 @@ impl Dimension {
             Dimension::UtmMedium => "visit:utm_medium",
             Dimension::UtmCampaign => "visit:utm_campaign",
             Dimension::Goal => "event:goal",
+            Dimension::Channel => "visit:channel",
+            Dimension::Referrer => "visit:referrer",
+            Dimension::Country => "visit:country",
+            Dimension::Region => "visit:region",
+            Dimension::City => "visit:city",
+            Dimension::Browser => "visit:browser",
+            Dimension::BrowserVersion => "visit:browser_version",
+            Dimension::Os => "visit:os",
+            Dimension::OsVersion => "visit:os_version",
+            Dimension::Device => "visit:device",
+            Dimension::Prop => "event:props",
         })
     }
 

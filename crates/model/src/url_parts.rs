@@ -4,9 +4,6 @@ use url::Url;
 
 use crate::event::Utm;
 
-/// The source name of a visit without a referrer or a source parameter (Plausible's name).
-pub const DIRECT: &str = "Direct / None";
-
 /// Maximum stored length of a path, in bytes; longer paths are cut at a char boundary and
 /// end in `…`.
 pub const MAX_PATH_BYTES: usize = 2048;
@@ -45,6 +42,7 @@ pub fn parse_page_url(raw: &str) -> Result<PageUrl, UrlError> {
     }
     let hostname = url.host_str().unwrap_or_default().to_ascii_lowercase();
     let mut utm = Utm::default();
+    let mut alt_source = None;
     for (k, v) in url.query_pairs() {
         let v = v.trim();
         if v.is_empty() {
@@ -52,6 +50,8 @@ pub fn parse_page_url(raw: &str) -> Result<PageUrl, UrlError> {
         }
         let slot = match k.to_ascii_lowercase().as_str() {
             "utm_source" => &mut utm.source,
+            // Plausible's convention: `ref` and `source` stand for utm_source when it is absent.
+            "ref" | "source" => &mut alt_source,
             "utm_medium" => &mut utm.medium,
             "utm_campaign" => &mut utm.campaign,
             "utm_term" => &mut utm.term,
@@ -61,6 +61,9 @@ pub fn parse_page_url(raw: &str) -> Result<PageUrl, UrlError> {
         if slot.is_none() {
             *slot = Some(truncate(v, 256));
         }
+    }
+    if utm.source.is_none() {
+        utm.source = alt_source;
     }
     Ok(PageUrl {
         hostname,
@@ -100,39 +103,6 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// Lower-case host of a referrer URL, without a leading `www.`; `None` when the referrer is
-/// empty or not an http(s) URL.
-pub fn referrer_host(referrer: &str) -> Option<String> {
-    let url = Url::parse(referrer.trim()).ok()?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return None;
-    }
-    let host = url.host_str()?.to_ascii_lowercase();
-    Some(host.strip_prefix("www.").unwrap_or(&host).to_string())
-}
-
-/// The referrer source of a visit from its first event: `utm_source` when present, else the
-/// referrer's host (without `www.`), else [`DIRECT`]. A referrer from one of the site's own
-/// hostnames (`site_domain` or any subdomain of it) is a self-referral, hence Direct.
-///
-/// The enrichment stage refines this into named sources and channels.
-pub fn source(utm_source: Option<&str>, referrer: Option<&str>, site_domain: &str) -> String {
-    if let Some(s) = utm_source.map(str::trim).filter(|s| !s.is_empty()) {
-        return s.to_string();
-    }
-    let Some(host) = referrer.and_then(referrer_host) else {
-        return DIRECT.to_string();
-    };
-    let own = site_domain
-        .strip_prefix("www.")
-        .unwrap_or(site_domain)
-        .to_ascii_lowercase();
-    if host == own || host.ends_with(&format!(".{own}")) {
-        return DIRECT.to_string();
-    }
-    host
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +118,22 @@ mod tests {
         assert_eq!(p.utm.source.as_deref(), Some("News"));
         assert_eq!(p.utm.medium.as_deref(), Some("email"));
         assert_eq!(parse_page_url("https://x.example").unwrap().path, "/");
+        assert_eq!(
+            parse_page_url("https://x.example/?ref=producthunt")
+                .unwrap()
+                .utm
+                .source
+                .as_deref(),
+            Some("producthunt")
+        );
+        assert_eq!(
+            parse_page_url("https://x.example/?source=a&utm_source=b")
+                .unwrap()
+                .utm
+                .source
+                .as_deref(),
+            Some("b")
+        );
     }
 
     #[test]
@@ -161,39 +147,6 @@ mod tests {
             Err(UrlError::Scheme(_))
         ));
         assert_eq!(parse_page_url("not a url"), Err(UrlError::Invalid));
-    }
-
-    #[test]
-    fn source_rules() {
-        assert_eq!(source(None, None, "shop.example"), DIRECT);
-        assert_eq!(
-            source(
-                None,
-                Some("https://www.google.com/search?q=x"),
-                "shop.example"
-            ),
-            "google.com"
-        );
-        assert_eq!(
-            source(
-                Some("newsletter"),
-                Some("https://google.com/"),
-                "shop.example"
-            ),
-            "newsletter"
-        );
-        assert_eq!(
-            source(None, Some("https://www.shop.example/cart"), "shop.example"),
-            DIRECT
-        );
-        assert_eq!(
-            source(None, Some("https://blog.shop.example/"), "shop.example"),
-            DIRECT
-        );
-        assert_eq!(
-            source(None, Some("android-app://x"), "shop.example"),
-            DIRECT
-        );
     }
 
     #[test]

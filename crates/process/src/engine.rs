@@ -3,10 +3,14 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono_tz::Tz;
+use footfall_enrich::bots;
+use footfall_enrich::sources;
+use footfall_enrich::user_agent;
+use footfall_enrich::UNKNOWN;
 use footfall_model::bucket::{day_bucket, hour_bucket};
 use footfall_model::event::Event;
+use footfall_model::event::Protocol;
 use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity};
-use footfall_model::url_parts;
 
 use crate::visit::{Contribution, Visit, VisitRow};
 
@@ -82,8 +86,23 @@ impl Engine {
         self.deltas.len()
     }
 
-    /// Processes one event of `site`.
-    pub fn process(&mut self, e: &Event, site: &SiteInfo) {
+    /// Processes one event of `site`. Returns the bot reason, and leaves the rollups alone,
+    /// when the event is a bot's (see [`footfall_enrich::bots`]; the User-Agent rules do not
+    /// apply to Measurement Protocol hits, whose User-Agent is the sender's server).
+    pub fn process(&mut self, e: &Event, site: &SiteInfo) -> Option<bots::BotReason> {
+        let ua = if e.protocol == Protocol::Ga4MeasurementProtocol {
+            "Measurement Protocol"
+        } else {
+            e.user_agent.as_str()
+        };
+        if let Some(reason) = bots::classify(ua, e.referrer.as_deref()) {
+            return Some(reason);
+        }
+        self.process_visit(e, site);
+        None
+    }
+
+    fn process_visit(&mut self, e: &Event, site: &SiteInfo) {
         let own = (e.site_id, e.visitor_id);
         // A visit in progress across the daily salt rotation is filed under yesterday's id.
         let prev = e.prev_visitor_id.map(|p| (e.site_id, p)).filter(|k| {
@@ -413,10 +432,44 @@ fn first_time(v: &mut Visit, dim: Dimension, value: &str) -> bool {
 
 fn set_first_event(v: &mut Visit, e: &Event, site: &SiteInfo) {
     v.first_event_us = e.timestamp_us;
-    v.source = url_parts::source(e.utm.source.as_deref(), e.referrer.as_deref(), &site.domain);
+    let attribution = sources::attribute(
+        e.utm.source.as_deref(),
+        e.utm.medium.as_deref(),
+        e.utm.campaign.as_deref(),
+        e.referrer.as_deref(),
+        &site.domain,
+    );
+    v.source = attribution.source;
     v.utm_source = e.utm.source.clone();
     v.utm_medium = e.utm.medium.clone();
     v.utm_campaign = e.utm.campaign.clone();
+    let geo = |x: &Option<String>| {
+        x.clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| UNKNOWN.to_string())
+    };
+    let mut attributes = vec![
+        (Dimension::Channel, attribution.channel.to_string()),
+        (Dimension::Referrer, attribution.referrer),
+        (Dimension::Country, geo(&e.country)),
+        (Dimension::Region, geo(&e.region)),
+        (Dimension::City, geo(&e.city)),
+    ];
+    // The User-Agent of a Measurement Protocol hit is the sender's server, not the visitor's.
+    if e.protocol != Protocol::Ga4MeasurementProtocol {
+        let ua = user_agent::parse(&e.user_agent);
+        attributes.extend([
+            (Dimension::Browser, ua.browser.clone()),
+            (
+                Dimension::BrowserVersion,
+                format!("{} {}", ua.browser, ua.browser_version),
+            ),
+            (Dimension::Os, ua.os.clone()),
+            (Dimension::OsVersion, format!("{} {}", ua.os, ua.os_version)),
+            (Dimension::Device, ua.device.as_str().to_string()),
+        ]);
+    }
+    v.attributes = attributes;
 }
 
 fn new_visit(e: &Event, site: &SiteInfo) -> Visit {
@@ -432,6 +485,7 @@ fn new_visit(e: &Event, site: &SiteInfo) -> Visit {
         utm_source: None,
         utm_medium: None,
         utm_campaign: None,
+        attributes: Vec::new(),
         entry: None,
         exit: None,
         pageviews: 0,

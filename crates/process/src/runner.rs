@@ -230,7 +230,11 @@ impl PartitionTask {
                     for entry in entries {
                         match Event::decode(&entry.payload) {
                             Ok(event) => match self.site(event.site_id).await {
-                                Ok(Some(site)) => self.engine.process(&event, &site),
+                                Ok(Some(site)) => {
+                                    if let Some(reason) = self.engine.process(&event, &site) {
+                                        metrics::counter!("footfall_processor_bot_events_total", "reason" => reason.as_str()).increment(1);
+                                    }
+                                }
                                 // A site deleted since the event was accepted.
                                 Ok(None) => {}
                                 Err(e) => {

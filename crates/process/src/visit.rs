@@ -42,6 +42,9 @@ pub(crate) struct Visit {
     pub utm_source: Option<String>,
     pub utm_medium: Option<String>,
     pub utm_campaign: Option<String>,
+    /// Other visit-scoped values of the earliest event: channel, referrer, geo, browser, OS,
+    /// device.
+    pub attributes: Vec<(Dimension, String)>,
     /// Entry and exit pageviews: (event time, path).
     pub entry: Option<(i64, String)>,
     pub exit: Option<(i64, String)>,
@@ -87,6 +90,7 @@ impl Visit {
         if let Some((_, path)) = &self.entry {
             values.push((Dimension::EntryPage, path.clone()));
         }
+        values.extend(self.attributes.iter().cloned());
         for (dim, v) in [
             (Dimension::UtmSource, &self.utm_source),
             (Dimension::UtmMedium, &self.utm_medium),

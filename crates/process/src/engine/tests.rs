@@ -272,7 +272,7 @@ fn out_of_order_events_are_placed_by_event_time() {
         Granularity::Day,
         Dimension::Source,
         dd,
-        footfall_model::url_parts::DIRECT
+        footfall_enrich::sources::DIRECT
     )
     .is_none_or(|c| c.visits == 0));
     assert!(cells
