@@ -354,14 +354,32 @@ impl Batcher<'_> {
             hostname: self.opts.hostname.clone(),
             hits,
         };
-        let outcome = self
-            .admin
-            .call(
-                Method::POST,
-                "/admin/import",
-                Some(&serde_json::to_value(&batch)?),
-            )
-            .await?;
+        let body = serde_json::to_value(&batch)?;
+        // A busy log answers 503: wait and send the same batch again (it is idempotent).
+        let mut wait = std::time::Duration::from_millis(200);
+        let mut outcome = Value::Null;
+        for attempt in 0..12 {
+            let (status, answer) = self
+                .admin
+                .request(Method::POST, "/admin/import", Some(&body))
+                .await?;
+            if status.is_success() {
+                outcome = answer;
+                break;
+            }
+            let retryable = status.as_u16() == 503 || status.as_u16() == 429;
+            if !retryable || attempt == 11 {
+                anyhow::bail!(
+                    "{}",
+                    answer.get("error").and_then(Value::as_str).map_or_else(
+                        || format!("the admin API answered {status}"),
+                        str::to_string
+                    )
+                );
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(5));
+        }
         summary.imported += outcome.get("appended").and_then(Value::as_u64).unwrap_or(0);
         summary.future += outcome.get("future").and_then(Value::as_u64).unwrap_or(0);
         Ok(())

@@ -50,7 +50,7 @@ pub struct CollectorConfig {
     pub retry_after_s: u32,
     /// Events per second one site may send, sustained (0: unlimited); past it `429`.
     pub site_events_per_s: u32,
-    /// Events one site may send in a burst.
+    /// Events one site may send in a burst (at least 25, one full GA4 batch).
     pub site_burst: u32,
 }
 
@@ -170,7 +170,11 @@ impl Collector {
             store,
             hasher,
             clock,
-            site_limiter: KeyedLimiter::new(config.site_events_per_s, config.site_burst),
+            // A burst below one full GA4 batch would refuse such batches forever.
+            site_limiter: KeyedLimiter::new(
+                config.site_events_per_s,
+                config.site_burst.max(ga4::MAX_EVENTS as u32),
+            ),
             config,
             id_prefix,
             id_counter: AtomicU64::new(0),

@@ -47,7 +47,11 @@ impl SiteCache {
     fn remember(&self, map: &Map, key: &str, site: Option<Site>) {
         if let Ok(mut m) = map.lock() {
             if m.len() >= MAX_ENTRIES {
-                m.clear();
+                // Forget misses first, so a flood of made-up names does not evict real sites.
+                m.retain(|_, (s, _)| s.is_some());
+                if m.len() >= MAX_ENTRIES {
+                    m.clear();
+                }
             }
             m.insert(key.to_string(), (site, self.clock.now_us()));
         }
@@ -69,12 +73,14 @@ impl SiteCache {
                 self.remember(map, key, site.clone());
                 Ok(site)
             }
+            // Only a stale *site* is served: a stale "no such site" could be a site created
+            // since, whose hits must get 503 (and be retried), not be dropped.
             Err(e) => match cached {
-                Some((site, _)) => {
+                Some((Some(site), _)) => {
                     metrics::counter!("footfall_collector_stale_site_lookups_total").increment(1);
-                    Ok(site)
+                    Ok(Some(site))
                 }
-                None => Err(e),
+                _ => Err(e),
             },
         }
     }

@@ -149,11 +149,12 @@ pub trait Log: Send + Sync + 'static {
     /// [`LogError::Storage`].
     async fn truncate(&self, partition: u32, before: Offset) -> Result<u64, LogError>;
 
-    /// Whether appends can currently be taken (for readiness probes): the writer runs and
-    /// is not overloaded.
+    /// Whether the log can take appends, as far as can be told without writing (for
+    /// readiness probes): for the embedded log, its writer thread is running; by default, the
+    /// log answers.
     ///
     /// # Errors
-    /// [`LogError::Closed`] or [`LogError::Overloaded`], or the backend's own error.
+    /// [`LogError::Closed`], or the backend's own error.
     async fn check_writable(&self) -> Result<(), LogError> {
         self.end_offset(0).await.map(|_| ())
     }

@@ -182,17 +182,34 @@ impl Engine {
         if open <= keep {
             return 0;
         }
-        let mut arrivals: Vec<i64> = self
+        // Exactly `open - keep` visits end, ordered by last arrival, then visitor, then start:
+        // a total order, so the choice does not depend on map iteration order.
+        let mut order: Vec<(i64, (u64, u64), i64)> = self
             .visits
-            .values()
-            .flatten()
-            .map(|v| v.last_received_us)
+            .iter()
+            .flat_map(|(k, l)| l.iter().map(move |v| (v.last_received_us, *k, v.start_us)))
             .collect();
         let cut = open - keep;
-        arrivals.select_nth_unstable(cut - 1);
-        // Visits that arrived at or before this instant end.
-        let limit = arrivals[cut - 1];
-        self.close_idle(limit.saturating_add(1).saturating_add(VISIT_TIMEOUT_US), 0)
+        order.select_nth_unstable(cut - 1);
+        order.truncate(cut);
+        for (arrived, key, start) in order {
+            let Some(list) = self.visits.get_mut(&key) else {
+                continue;
+            };
+            let Some(i) = list
+                .iter()
+                .position(|v| v.last_received_us == arrived && v.start_us == start)
+            else {
+                continue;
+            };
+            let ended = list.remove(i);
+            if list.is_empty() {
+                self.visits.remove(&key);
+            }
+            self.end(&ended);
+            self.changed.insert(key);
+        }
+        cut
     }
 
     /// Ends every open visit (end of a reprocessing run).

@@ -92,6 +92,11 @@ pub async fn run(
             config.clone(),
             shutdown.clone(),
         );
+        // The bound on open visits is per process: each partition gets its share.
+        let config = RunnerConfig {
+            max_open_visits: (config.max_open_visits / log.partitions().max(1) as usize).max(1),
+            ..config
+        };
         tasks.spawn(supervise(partition, log, store, clock, config, shutdown));
     }
     while tasks.join_next().await.is_some() {}
@@ -192,10 +197,23 @@ impl PartitionTask {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut last_flush = tokio::time::Instant::now();
         let mut dirty = false;
+        let mut drain_until: Option<Offset> = None;
         loop {
             // On shutdown, drain: read what the log already holds without waiting, then stop,
             // so that a clean restart has nothing to replay.
             let draining = shutdown.is_cancelled();
+            // Drain only what the log held when shutdown began (others may keep appending).
+            if draining && drain_until.is_none() {
+                drain_until = Some(
+                    self.log
+                        .end_offset(self.partition)
+                        .await
+                        .unwrap_or(self.offset),
+                );
+            }
+            if draining && drain_until.is_some_and(|end| self.offset >= end) {
+                break;
+            }
             let until_flush = self
                 .config
                 .flush_interval
@@ -244,6 +262,10 @@ impl PartitionTask {
                                     metrics::counter!("footfall_processor_store_errors_total")
                                         .increment(1);
                                     caught_up = false;
+                                    if draining {
+                                        // Stop draining: the rest is replayed after the restart.
+                                        drain_until = Some(self.offset);
+                                    }
                                     tokio::time::sleep(Duration::from_millis(500)).await;
                                     break;
                                 }

@@ -568,3 +568,18 @@ fn the_memory_bound_ends_the_visits_that_arrived_earliest() {
     assert_eq!(exits, vec!["/v1", "/v2"]);
     assert_eq!(e.end_oldest(5), 0);
 }
+
+#[test]
+fn the_memory_bound_ends_exactly_the_excess_even_when_arrivals_tie() {
+    // Five visitors whose last events arrived at the same instant (an import batch): keeping 3
+    // ends exactly 2, not all five.
+    let s = site("UTC");
+    let mut e = Engine::new();
+    for v in 1..=5u64 {
+        let mut ev = pv(v, "2024-05-01T10:00:00Z", "/");
+        ev.received_at_us = us("2024-05-01T12:00:00Z");
+        e.process(&ev, &s);
+    }
+    assert_eq!(e.end_oldest(3), 2);
+    assert_eq!(e.open_visits(), 3);
+}
