@@ -32,6 +32,8 @@ pub struct Config {
     pub collector: CollectorSettings,
     /// Rate limits.
     pub limits: LimitsConfig,
+    /// Geolocation at ingest.
+    pub geoip: GeoipConfig,
     /// The program's own log output.
     pub logging: LoggingConfig,
 }
@@ -50,6 +52,17 @@ pub struct ServerConfig {
     pub metrics_token: String,
     /// Serve `/metrics` to anyone who can reach the server.
     pub metrics_public: bool,
+}
+
+/// `[geoip]`: where country, region and city come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// An MMDB file (MaxMind GeoIP2/GeoLite2 City or Country, DB-IP); empty for none.
+    pub database: String,
+    /// A CDN's country header (`CF-IPCountry`), believed only from trusted proxies; empty
+    /// for none.
+    pub country_header: String,
 }
 
 /// `[limits]`: rate limits (0 = unlimited).
@@ -156,6 +169,10 @@ impl Default for Config {
                 max_body_bytes: 64 * 1024,
                 max_backdate_hours: 72,
                 max_future_skew_s: 300,
+            },
+            geoip: GeoipConfig {
+                database: String::new(),
+                country_header: String::new(),
             },
             limits: LimitsConfig {
                 ingest_events_per_site_per_s: 10_000,

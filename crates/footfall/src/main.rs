@@ -34,6 +34,9 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
+        /// MMDB file for country, region and city (MaxMind GeoIP2/GeoLite2 or DB-IP format).
+        #[arg(long)]
+        geoip_db: Option<PathBuf>,
     },
     /// Create, list and update sites.
     Sites {
@@ -160,8 +163,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(d) = &cli.data_dir {
         flags.push(("data_dir", toml::Value::String(d.display().to_string())));
     }
-    if let Command::Serve { listen: Some(l) } = &cli.command {
-        flags.push(("server.listen", toml::Value::String(l.clone())));
+    if let Command::Serve { listen, geoip_db } = &cli.command {
+        if let Some(l) = listen {
+            flags.push(("server.listen", toml::Value::String(l.clone())));
+        }
+        if let Some(db) = geoip_db {
+            flags.push((
+                "geoip.database",
+                toml::Value::String(db.display().to_string()),
+            ));
+        }
     }
     let config = Config::load(cli.config.as_deref(), &env, &flags)?;
     init_tracing(&config);

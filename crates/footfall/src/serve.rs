@@ -81,11 +81,20 @@ pub async fn app_state(
         site_events_per_s: config.limits.ingest_events_per_site_per_s,
         site_burst: config.limits.ingest_burst_per_site,
     };
+    let nonempty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    let geo = footfall_ingest::geo::Geo::open(
+        nonempty(&config.geoip.database)
+            .as_deref()
+            .map(std::path::Path::new),
+        nonempty(&config.geoip.country_header).as_deref(),
+    )
+    .context("opening the geolocation sources")?;
     let collector = Collector::new(
         backends.log.clone(),
         backends.store.clone(),
         clock.clone(),
         collector_config,
+        geo,
     )
     .await
     .context("starting the collector")?;

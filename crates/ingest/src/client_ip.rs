@@ -68,6 +68,12 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<IpAddr> {
     out
 }
 
+/// Whether `ip` is one of the `trusted` proxies.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = to_canonical(ip);
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
 /// The client address of a request from `peer` with `headers`, trusting forwarding headers
 /// only from `trusted` proxies.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {

@@ -30,7 +30,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::client_ip::client_ip;
+use crate::client_ip::{client_ip, is_trusted};
+use crate::geo::{Geo, Location};
 use crate::limits::{retry_after_secs, KeyedLimiter};
 use crate::sites::SiteCache;
 use crate::visitor::{cookieless_hash, random_key, VisitorHasher};
@@ -79,6 +80,7 @@ pub struct Collector {
     id_prefix: u64,
     id_counter: AtomicU64,
     site_limiter: KeyedLimiter<u64>,
+    geo: Geo,
 }
 
 fn count(protocol: &'static str, outcome: &'static str, n: u64) {
@@ -158,6 +160,7 @@ impl Collector {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         config: CollectorConfig,
+        geo: Geo,
     ) -> Result<Arc<Self>, StoreError> {
         let hasher = VisitorHasher::new(store.clone()).await?;
         let prefix = random_key()?;
@@ -176,6 +179,7 @@ impl Collector {
                 config.site_burst.max(ga4::MAX_EVENTS as u32),
             ),
             config,
+            geo,
             id_prefix,
             id_counter: AtomicU64::new(0),
         }))
@@ -318,9 +322,13 @@ impl Collector {
             let Some(page) = parse_request_target(&hit.target, &hostname) else {
                 continue;
             };
-            let visitor_id = match hit.remote_addr.parse::<IpAddr>() {
-                Ok(ip) => cookieless_hash(&salt, site.id, ip, &hit.user_agent),
-                Err(_) => cookieless_hash(
+            let address = hit.remote_addr.parse::<IpAddr>().ok();
+            let location = address
+                .map(|ip| self.geo.locate(ip, &HeaderMap::new(), false))
+                .unwrap_or_default();
+            let visitor_id = match address {
+                Some(ip) => cookieless_hash(&salt, site.id, ip, &hit.user_agent),
+                None => cookieless_hash(
                     &salt,
                     site.id,
                     IpAddr::from([0, 0, 0, 0]),
@@ -346,6 +354,7 @@ impl Collector {
                 now,
             );
             event.event_id = event_id;
+            event.set_location(&location);
             records.push(Record {
                 key: site.id,
                 payload: event.encode(),
@@ -403,6 +412,19 @@ fn cors() -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
+/// Fills an event's geo fields from a resolved location.
+trait SetLocation {
+    fn set_location(&mut self, location: &Location);
+}
+
+impl SetLocation for Event {
+    fn set_location(&mut self, location: &Location) {
+        self.country.clone_from(&location.country);
+        self.region.clone_from(&location.region);
+        self.city.clone_from(&location.city);
+    }
+}
+
 fn user_agent(headers: &HeaderMap) -> String {
     headers
         .get(header::USER_AGENT)
@@ -447,6 +469,11 @@ async fn plausible_event(
         }
     };
     let ip = client_ip(peer.ip(), &headers, &c.config.trusted_proxies);
+    let location = c.geo.locate(
+        ip,
+        &headers,
+        is_trusted(peer.ip(), &c.config.trusted_proxies),
+    );
     let ua = user_agent(&headers);
     let now = c.clock.now_us();
     let mut events = Vec::with_capacity(decoded.domains.len());
@@ -466,14 +493,16 @@ async fn plausible_event(
             Ok(v) => v,
             Err(e) => return internal(&e),
         };
-        events.push(c.event(
+        let mut event = c.event(
             &site,
             decoded.hit.clone(),
             (visitor, prev),
             &ua,
             Protocol::Plausible,
             now,
-        ));
+        );
+        event.set_location(&location);
+        events.push(event);
     }
     if events.is_empty() {
         return (

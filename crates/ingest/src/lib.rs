@@ -12,6 +12,7 @@
 
 pub mod client_ip;
 pub mod collector;
+pub mod geo;
 pub mod limits;
 pub mod sites;
 pub mod visitor;

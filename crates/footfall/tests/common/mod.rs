@@ -166,6 +166,8 @@ pub fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Everything the server wrote to stderr so far (its log output).
+    pub output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
@@ -185,24 +187,35 @@ impl Server {
         let mut reader = BufReader::new(stderr);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut line = String::new();
+        let mut startup = String::new();
         let addr = loop {
             line.clear();
             if reader.read_line(&mut line).unwrap_or(0) == 0 || Instant::now() > deadline {
                 let _ = child.kill();
                 panic!("footfall serve did not start: {line}");
             }
+            startup.push_str(&line);
             if let Some(rest) = line.trim().strip_prefix("footfall is listening on http://") {
                 break rest.parse().expect("address");
             }
         };
-        // Keep draining stderr so the child never blocks on a full pipe.
+        // Keep draining stderr so the child never blocks on a full pipe, and keep it.
+        let output = std::sync::Arc::new(std::sync::Mutex::new(startup));
+        let sink = output.clone();
         std::thread::spawn(move || {
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
+            let mut next = String::new();
+            while reader.read_line(&mut next).unwrap_or(0) > 0 {
+                if let Ok(mut o) = sink.lock() {
+                    o.push_str(&next);
+                }
+                next.clear();
             }
         });
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            output,
+        }
     }
 
     /// Sends SIGTERM and waits for a graceful exit.
