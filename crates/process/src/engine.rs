@@ -10,7 +10,7 @@ use footfall_enrich::UNKNOWN;
 use footfall_model::bucket::{day_bucket, hour_bucket};
 use footfall_model::event::Event;
 use footfall_model::event::Protocol;
-use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity};
+use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity, PROP_SEPARATOR};
 
 use crate::visit::{Contribution, Visit, VisitRow};
 
@@ -286,7 +286,7 @@ impl Engine {
         v.revenue_minor = v.revenue_minor.saturating_add(revenue);
 
         // Event-scoped cells, in the event's own buckets.
-        let mut scoped: Vec<(Dimension, &str, bool)> = Vec::with_capacity(3);
+        let mut scoped: Vec<(Dimension, &str, bool)> = Vec::with_capacity(3 + e.props.len());
         if pageview {
             scoped.push((
                 Dimension::Page,
@@ -298,6 +298,18 @@ impl Engine {
                 Dimension::Goal,
                 &e.name,
                 first_time(v, Dimension::Goal, &e.name),
+            ));
+        }
+        let prop_values: Vec<String> = e
+            .props
+            .iter()
+            .map(|(k, v)| format!("{k}{PROP_SEPARATOR}{v}"))
+            .collect();
+        for pv in &prop_values {
+            scoped.push((
+                Dimension::Prop,
+                pv.as_str(),
+                first_time(v, Dimension::Prop, pv),
             ));
         }
         if !e.hostname.is_empty() {
@@ -331,7 +343,7 @@ impl Engine {
                 c.pageviews += i64::from(pageview);
                 c.events += 1;
                 c.visits += i64::from(*first);
-                if *dim == Dimension::Goal {
+                if matches!(*dim, Dimension::Goal | Dimension::Prop) {
                     c.revenue_minor = c.revenue_minor.saturating_add(revenue);
                 }
             }

@@ -219,7 +219,18 @@ pub async fn execute(
     let buckets = time_buckets(tz, query.time, from, to);
 
     let mut groups: HashMap<(usize, String), CellValue> = HashMap::new();
-    for (key, value) in cells {
+    // Property cells hold `NAME␟value`; keep the asked property's, shown without the name.
+    let prefix = query
+        .prop
+        .as_ref()
+        .map(|p| format!("{p}{}", footfall_model::rollup::PROP_SEPARATOR));
+    for (mut key, value) in cells {
+        if let Some(prefix) = &prefix {
+            match key.value.strip_prefix(prefix.as_str()) {
+                Some(v) => key.value = v.to_string(),
+                None => continue,
+            }
+        }
         if !query.filters.iter().all(|f| f.matches(&key.value)) {
             continue;
         }

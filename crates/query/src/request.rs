@@ -143,6 +143,8 @@ pub struct Query {
     pub time: Option<TimeGrain>,
     /// Breakdown dimension, if any.
     pub dimension: Option<Dimension>,
+    /// The property name when the dimension read is `event:props:NAME`.
+    pub prop: Option<String>,
     /// Order of dimensions in answer rows: `true` when the time dimension comes first.
     pub time_first: bool,
     /// Filters (all on one dimension).
@@ -270,6 +272,7 @@ pub fn parse(body: &[u8]) -> Result<Query, QueryError> {
 
     let mut time = None;
     let mut dimension = None;
+    let mut prop: Option<String> = None;
     let mut time_first = true;
     if let Some(v) = obj.get("dimensions") {
         for (i, d) in strings(v, "dimensions")?.iter().enumerate() {
@@ -288,7 +291,8 @@ pub fn parse(body: &[u8]) -> Result<Query, QueryError> {
                 time = Some(g);
                 continue;
             }
-            let dim = Dimension::from_api_name(d).ok_or_else(|| QueryError::new(&field, format!("{d:?} is not a dimension; use time:hour, time:day, time:week, time:month, {}", dimension_names())))?;
+            let (dim, prop_name) = parse_dimension(d).ok_or_else(|| QueryError::new(&field, format!("{d:?} is not a dimension; use time:hour, time:day, time:week, time:month, {}", dimension_names())))?;
+            prop = prop_name;
             if dimension.is_some() {
                 return Err(QueryError::new(
                     field,
@@ -333,7 +337,7 @@ pub fn parse(body: &[u8]) -> Result<Query, QueryError> {
                 }
             };
             let name = dim.as_str().unwrap_or_default();
-            let dim = Dimension::from_api_name(name).ok_or_else(|| {
+            let (dim, filter_prop) = parse_dimension(name).ok_or_else(|| {
                 QueryError::new(
                     format!("{field}[1]"),
                     format!(
@@ -348,6 +352,15 @@ pub fn parse(body: &[u8]) -> Result<Query, QueryError> {
                     format!("{field}[2]"),
                     "must list at least one value",
                 ));
+            }
+            if filter_prop.is_some() {
+                if prop.is_some() && prop != filter_prop {
+                    return Err(QueryError::new(
+                        format!("{field}[1]"),
+                        "filters and the breakdown must name the same property",
+                    ));
+                }
+                prop = filter_prop;
             }
             filters.push(Filter {
                 op,
@@ -420,7 +433,7 @@ pub fn parse(body: &[u8]) -> Result<Query, QueryError> {
                 OrderKey::Metric(m)
             } else if name.starts_with("time") && time.is_some() {
                 OrderKey::Time
-            } else if dimension.is_some() && Dimension::from_api_name(name) == dimension {
+            } else if dimension.is_some() && parse_dimension(name).map(|(d, _)| d) == dimension {
                 OrderKey::Dimension
             } else {
                 return Err(QueryError::new(
@@ -473,6 +486,7 @@ pub fn parse(body: &[u8]) -> Result<Query, QueryError> {
         date_range,
         time,
         dimension,
+        prop,
         time_first,
         filters,
         order_by,
@@ -481,10 +495,27 @@ pub fn parse(body: &[u8]) -> Result<Query, QueryError> {
     })
 }
 
+/// A dimension by its API name; `event:props:NAME` gives the property dimension and `NAME`.
+fn parse_dimension(name: &str) -> Option<(Dimension, Option<String>)> {
+    if let Some(prop) = name.strip_prefix("event:props:") {
+        return (!prop.is_empty()).then(|| (Dimension::Prop, Some(prop.to_string())));
+    }
+    Dimension::from_api_name(name)
+        .filter(|d| *d != Dimension::Prop)
+        .map(|d| (d, None))
+}
+
 fn dimension_names() -> String {
     Dimension::ALL
         .iter()
         .filter_map(|d| d.api_name())
+        .map(|n| {
+            if n == "event:props" {
+                "event:props:NAME"
+            } else {
+                n
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -583,3 +583,37 @@ fn the_memory_bound_ends_exactly_the_excess_even_when_arrivals_tie() {
     assert_eq!(e.end_oldest(3), 2);
     assert_eq!(e.open_visits(), 3);
 }
+
+#[test]
+fn custom_properties_count_per_name_and_value() {
+    let mut e1 = pv(1, "2024-05-01T10:00:00Z", "/");
+    e1.props = vec![("plan".into(), "pro".into())];
+    let mut e2 = pv(2, "2024-05-01T10:00:00Z", "/");
+    e2.props = vec![("plan".into(), "pro".into()), ("size".into(), "xl".into())];
+    let cells = run(&[e1, e2], "UTC", false);
+    let sep = footfall_model::rollup::PROP_SEPARATOR;
+    let pro = get(
+        &cells,
+        Granularity::Day,
+        Dimension::Prop,
+        day("2024-05-01"),
+        &format!("plan{sep}pro"),
+    )
+    .unwrap();
+    assert_eq!(
+        (pro.visitors.estimate(), pro.pageviews, pro.visits),
+        (2, 2, 2)
+    );
+    assert_eq!(
+        get(
+            &cells,
+            Granularity::Day,
+            Dimension::Prop,
+            day("2024-05-01"),
+            &format!("size{sep}xl")
+        )
+        .unwrap()
+        .pageviews,
+        1
+    );
+}

@@ -371,3 +371,58 @@ async fn revenue_is_summed_in_minor_units_and_shown_in_major_units() {
     );
     assert_eq!(ans.meta.currency, "EUR");
 }
+
+#[tokio::test]
+async fn custom_property_breakdowns_read_only_the_named_property() {
+    let d = day("2024-05-01");
+    let sep = footfall_model::rollup::PROP_SEPARATOR;
+    let cells = vec![
+        cell(
+            Granularity::Day,
+            Dimension::Prop,
+            d,
+            &format!("plan{sep}pro"),
+            &[1, 2],
+            [2, 2, 0, 0],
+        ),
+        cell(
+            Granularity::Day,
+            Dimension::Prop,
+            d,
+            &format!("plan{sep}free"),
+            &[3],
+            [1, 1, 0, 0],
+        ),
+        cell(
+            Granularity::Day,
+            Dimension::Prop,
+            d,
+            &format!("size{sep}xl"),
+            &[4, 5, 6],
+            [3, 3, 0, 0],
+        ),
+    ];
+    let q = json!({"site_id": "shop.example", "metrics": ["visitors"], "date_range": ["2024-05-01", "2024-05-01"], "dimensions": ["event:props:plan"]});
+    let a = answer(cells.clone(), "UTC", q, "2024-06-01T00:00:00Z").await;
+    assert_eq!(
+        a.results,
+        vec![
+            Row {
+                dimensions: vec!["pro".into()],
+                metrics: vec![json!(2)]
+            },
+            Row {
+                dimensions: vec!["free".into()],
+                metrics: vec![json!(1)]
+            }
+        ]
+    );
+    let q = json!({"site_id": "shop.example", "metrics": ["visitors"], "date_range": ["2024-05-01", "2024-05-01"], "filters": [["is", "event:props:size", ["xl"]]]});
+    assert_eq!(
+        answer(cells, "UTC", q, "2024-06-01T00:00:00Z")
+            .await
+            .results[0]
+            .metrics,
+        vec![json!(3)]
+    );
+}
