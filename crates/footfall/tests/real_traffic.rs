@@ -62,6 +62,37 @@ fn logs_dir() -> PathBuf {
     dir
 }
 
+/// Pages are reported percent-decoded once and without a trailing slash (docs/query-api.md).
+fn display_path(raw: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).and_then(|x| hex(*x)),
+            b.get(i + 2).and_then(|x| hex(*x)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8(out).unwrap_or_else(|_| raw.to_string());
+    let trimmed = decoded.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
 /// The reference: the import rule of docs/import.md, applied with plain string splitting.
 struct Reference {
     /// Pageview lines, bots included: what the import appends.
@@ -141,12 +172,12 @@ fn reference(files: &[PathBuf]) -> Reference {
             {
                 continue;
             }
-            let path = request[1].split('?').next().unwrap().to_string();
-            let file = path.rsplit('/').next().unwrap();
+            let raw_path = request[1].split('?').next().unwrap().to_string();
+            let file = raw_path.rsplit('/').next().unwrap();
             let is_static = file
                 .rsplit_once('.')
                 .is_some_and(|(_, ext)| statics.contains(&ext.to_ascii_lowercase().as_str()));
-            if is_static || path == "/robots.txt" {
+            if is_static || raw_path == "/robots.txt" {
                 continue;
             }
             let ua = if quoted[5] == "-" {
@@ -158,7 +189,13 @@ fn reference(files: &[PathBuf]) -> Reference {
             // The bot decision is the one thing taken from Footfall (footfall-enrich, which has
             // its own table tests); everything else here is computed independently.
             let bot = footfall_enrich::bots::classify(&ua, referrer).is_some();
-            hits.push((t.timestamp(), head[0].to_string(), ua, path, bot));
+            hits.push((
+                t.timestamp(),
+                head[0].to_string(),
+                ua,
+                display_path(&raw_path),
+                bot,
+            ));
         }
     }
     let day = |t: i64| tz.timestamp_opt(t, 0).unwrap().date_naive();

@@ -82,12 +82,18 @@ pub fn parse_request_target(target: &str, hostname: &str) -> Option<PageUrl> {
     Some(page)
 }
 
-/// `/` for an empty path; otherwise the path cut to [`MAX_PATH_BYTES`].
+/// The path as pages are reported: percent-decoded once for display (when the decoded bytes
+/// are not UTF-8 the path is kept as sent), without a trailing slash (`/blog/` and `/blog`
+/// are one page; `/` stays `/`), cut to [`MAX_PATH_BYTES`] with a visible `…`.
 pub fn normalize_path(path: &str) -> String {
-    if path.is_empty() {
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_or_else(|_| path.to_string(), |d| d.into_owned());
+    let trimmed = decoded.trim_end_matches('/');
+    if trimmed.is_empty() {
         "/".to_string()
     } else {
-        truncate(path, MAX_PATH_BYTES)
+        truncate(trimmed, MAX_PATH_BYTES)
     }
 }
 
@@ -147,6 +153,29 @@ mod tests {
             Err(UrlError::Scheme(_))
         ));
         assert_eq!(parse_page_url("not a url"), Err(UrlError::Invalid));
+    }
+
+    #[test]
+    fn paths_are_decoded_once_and_lose_their_trailing_slash() {
+        assert_eq!(normalize_path("/caf%C3%A9/"), "/café");
+        assert_eq!(
+            normalize_path("/a%2520b"),
+            "/a%20b",
+            "decoded once, not twice"
+        );
+        assert_eq!(
+            normalize_path("/bad%FF"),
+            "/bad%FF",
+            "invalid UTF-8 kept as sent"
+        );
+        assert_eq!(normalize_path("/a%ZZ"), "/a%ZZ");
+        assert_eq!(normalize_path("/"), "/");
+        assert_eq!(normalize_path(""), "/");
+        assert_eq!(normalize_path("//"), "/");
+        assert_eq!(
+            parse_page_url("https://x.example/blog/").unwrap().path,
+            "/blog"
+        );
     }
 
     #[test]
