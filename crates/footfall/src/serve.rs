@@ -219,6 +219,20 @@ pub async fn start_with(
             }
         })
     };
+    let accounting = {
+        let (state, stop) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = stop.cancelled() => break,
+                }
+                if let Err(e) = state.collector.flush_accounting().await {
+                    tracing::warn!(error = %e, "ingest accounting could not be appended; keeping the counts");
+                }
+            }
+        })
+    };
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "footfall serving");
 
@@ -238,6 +252,10 @@ pub async fn start_with(
             http_stop.cancel();
             let _ = http.await;
             let _ = admin.await;
+            accounting.abort();
+            if let Err(e) = state.collector.flush_accounting().await {
+                tracing::warn!(error = %e, "the last ingest accounting could not be appended");
+            }
             tracing::info!("requests drained; flushing the processor");
             enter("flushing the processor's cells and log positions");
             processor_stop.cancel();

@@ -192,6 +192,18 @@ async fn measurement_protocol_and_errors() {
         let goals = json!({"site_id": "shop.example", "metrics": ["visitors", "events"], "date_range": "day", "dimensions": ["event:goal"]});
         assert_eq!(query(addr, &key, &goals)["results"], json!([{"dimensions": ["purchase"], "metrics": [1, 1]}]));
 
+        // Ingest accounting per site: 3 events accepted; then one request with an invalid
+        // event name and an event back-dated past 72 hours: 1 invalid, 1 late (the collector
+        // appends its counts every 5 s).
+        let body = json!({"client_id": "555.1", "events": [{"name": "bad-name"}, {"name": "late_one", "timestamp_micros": us("2024-04-27T00:00:00Z")}]});
+        assert_eq!(http(addr, "POST", &path, &[], body.to_string().as_bytes()).status, 204);
+        let ingest = json!({"site_id": "shop.example", "metrics": ["events"], "date_range": "day", "dimensions": ["ingest:outcome"], "order_by": [["ingest:outcome", "asc"]]});
+        let rows = wait_for(Duration::from_secs(30), "ingest accounting", || {
+            let a = query(addr, &key, &ingest);
+            (a["results"].as_array().unwrap().len() == 3).then(|| a["results"].clone())
+        });
+        assert_eq!(rows, json!([{"dimensions": ["accepted"], "metrics": [3]}, {"dimensions": ["invalid"], "metrics": [1]}, {"dimensions": ["late"], "metrics": [1]}]));
+
         // Tenant isolation: another merchant's key gets the same 404 for an existing and a
         // missing site; no key is 401; a bad field is 400 naming it.
         let auth = format!("Bearer {other_key}");

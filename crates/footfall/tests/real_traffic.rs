@@ -375,6 +375,16 @@ fn erddap_access_logs_match_an_independent_reference() {
     assert_eq!(m[1].as_u64().unwrap(), expected.visits);
     let rate = (expected.bounces as f64 * 100.0 / expected.visits as f64 * 10.0).round() / 10.0;
     assert_eq!(m[2].as_f64().unwrap(), rate, "bounce rate");
+    // Ingest accounting, by receipt time (today): every pageview line accepted, bots counted.
+    let ingest = query(
+        addr,
+        &key,
+        &json!({"site_id": SITE, "metrics": ["events"], "date_range": "day", "dimensions": ["ingest:outcome"], "order_by": [["ingest:outcome", "asc"]]}),
+    );
+    assert_eq!(
+        ingest["results"],
+        json!([{"dimensions": ["accepted"], "metrics": [expected.appended]}, {"dimensions": ["bot"], "metrics": [expected.bots]}])
+    );
     // Top pages by pageviews, ties by path.
     let top = query(
         addr,

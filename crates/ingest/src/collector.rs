@@ -9,6 +9,7 @@
 //! Every hit is counted in `footfall_ingest_events_total{protocol, outcome}` with outcome
 //! `accepted`, `invalid`, `unknown_site`, `bad_secret`, `rate_limited` or `unavailable`.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -81,6 +82,9 @@ pub struct Collector {
     id_counter: AtomicU64,
     site_limiter: KeyedLimiter<u64>,
     geo: Geo,
+    /// Hits of known sites that were not accepted, by (site, outcome), until the next
+    /// [`Collector::flush_accounting`].
+    drops: std::sync::Mutex<HashMap<(u64, &'static str), u64>>,
 }
 
 fn count(protocol: &'static str, outcome: &'static str, n: u64) {
@@ -180,6 +184,7 @@ impl Collector {
             ),
             config,
             geo,
+            drops: std::sync::Mutex::default(),
             id_prefix,
             id_counter: AtomicU64::new(0),
         }))
@@ -213,6 +218,7 @@ impl Collector {
             .check(&site.id, u32::try_from(events).unwrap_or(u32::MAX))
             .err()?;
         count(protocol, "rate_limited", events as u64);
+        self.note_drop(site.id, "rate_limited", events as u64);
         let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": "this site is sending more events than its rate limit allows; retry later"}))).into_response();
         r.headers_mut().insert(
             header::RETRY_AFTER,
@@ -397,6 +403,55 @@ impl Collector {
     /// [`StoreError`] when the store fails.
     pub async fn finish_import(&self, run: &str) -> Result<(), StoreError> {
         self.store.delete_salt(run).await
+    }
+
+    fn note_drop(&self, site_id: u64, outcome: &'static str, n: u64) {
+        if let Ok(mut d) = self.drops.lock() {
+            *d.entry((site_id, outcome)).or_default() += n;
+        }
+    }
+
+    /// Appends the per-site counts of hits that were not accepted (`invalid`, `late`,
+    /// `rate_limited`) to the log as accounting records, so the processor adds them to the
+    /// site's `ingest:outcome` cells. On a log failure the counts are kept for the next call.
+    ///
+    /// # Errors
+    /// [`LogError`] when the log cannot take the records.
+    pub async fn flush_accounting(&self) -> Result<(), LogError> {
+        let drained: Vec<((u64, &'static str), u64)> = match self.drops.lock() {
+            Ok(mut d) => d.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        if drained.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now_us();
+        let records = drained
+            .iter()
+            .map(|((site_id, outcome), n)| {
+                let mut e = Event::pageview(*site_id, 0, now, "");
+                e.event_id = self.next_event_id();
+                e.name = footfall_model::event::INGEST_ACCOUNTING.to_string();
+                e.user_agent = String::new();
+                e.props = vec![
+                    ("count".into(), n.to_string()),
+                    ("outcome".into(), (*outcome).to_string()),
+                ];
+                Record {
+                    key: *site_id,
+                    payload: e.encode(),
+                }
+            })
+            .collect();
+        if let Err(e) = self.log.append(records).await {
+            if let Ok(mut d) = self.drops.lock() {
+                for (k, n) in drained {
+                    *d.entry(k).or_default() += n;
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
@@ -608,6 +663,14 @@ async fn mp_collect(
     };
     if !decoded.messages.is_empty() {
         count("ga4_mp", "invalid", decoded.messages.len() as u64);
+        for m in &decoded.messages {
+            let outcome = if m.field_path.ends_with("timestamp_micros") {
+                "late"
+            } else {
+                "invalid"
+            };
+            c.note_drop(site.id, outcome, 1);
+        }
     }
     let Some(client_id) = decoded.client_id.as_deref() else {
         return StatusCode::NO_CONTENT.into_response();

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 /// The name of the event that counts as a pageview.
 pub const PAGEVIEW: &str = "pageview";
 
+/// The name of an accounting record: the collector's count of a site's hits it did not
+/// accept, by outcome (props `outcome` and `count`). Not an analytics event.
+pub const INGEST_ACCOUNTING: &str = "$ingest";
+
 /// Encoding version written as the first byte of every encoded event.
 ///
 /// Bump it when the layout of [`Event`] changes, and keep decoding the old versions.

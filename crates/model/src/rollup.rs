@@ -90,6 +90,9 @@ pub enum Dimension {
     Device = 19,
     /// `event:props:NAME`: value `NAME` + [`PROP_SEPARATOR`] + property value.
     Prop = 20,
+    /// `ingest:outcome`: ingest accounting by receipt time (`accepted`, `bot`, `invalid`,
+    /// `late`, `rate_limited`); only `events` is meaningful.
+    Ingest = 21,
 }
 
 /// Separates a custom property's name from its value in [`Dimension::Prop`] cell values
@@ -98,7 +101,7 @@ pub const PROP_SEPARATOR: char = '\u{1f}';
 
 impl Dimension {
     /// Every dimension, in code order.
-    pub const ALL: [Dimension; 21] = [
+    pub const ALL: [Dimension; 22] = [
         Dimension::Total,
         Dimension::Page,
         Dimension::EntryPage,
@@ -120,6 +123,7 @@ impl Dimension {
         Dimension::OsVersion,
         Dimension::Device,
         Dimension::Prop,
+        Dimension::Ingest,
     ];
 
     /// Stable one-byte code used in store keys.
@@ -136,9 +140,11 @@ impl Dimension {
     pub fn scope(self) -> Scope {
         match self {
             Dimension::Total => Scope::Total,
-            Dimension::Page | Dimension::Hostname | Dimension::Goal | Dimension::Prop => {
-                Scope::Event
-            }
+            Dimension::Page
+            | Dimension::Hostname
+            | Dimension::Goal
+            | Dimension::Prop
+            | Dimension::Ingest => Scope::Event,
             _ => Scope::Visit,
         }
     }
@@ -168,6 +174,7 @@ impl Dimension {
             Dimension::OsVersion => "visit:os_version",
             Dimension::Device => "visit:device",
             Dimension::Prop => "event:props",
+            Dimension::Ingest => "ingest:outcome",
         })
     }
 

@@ -9,7 +9,7 @@ use footfall_enrich::user_agent;
 use footfall_enrich::UNKNOWN;
 use footfall_model::bucket::{day_bucket, hour_bucket};
 use footfall_model::event::Event;
-use footfall_model::event::Protocol;
+use footfall_model::event::{Protocol, INGEST_ACCOUNTING};
 use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity, PROP_SEPARATOR};
 
 use crate::visit::{Contribution, Visit, VisitRow};
@@ -90,16 +90,60 @@ impl Engine {
     /// when the event is a bot's (see [`footfall_enrich::bots`]; the User-Agent rules do not
     /// apply to Measurement Protocol hits, whose User-Agent is the sender's server).
     pub fn process(&mut self, e: &Event, site: &SiteInfo) -> Option<bots::BotReason> {
+        if e.name == INGEST_ACCOUNTING {
+            self.account(e, site);
+            return None;
+        }
+        self.count_ingest(e, site, "accepted", 1);
         let ua = if e.protocol == Protocol::Ga4MeasurementProtocol {
             "Measurement Protocol"
         } else {
             e.user_agent.as_str()
         };
         if let Some(reason) = bots::classify(ua, e.referrer.as_deref()) {
+            self.count_ingest(e, site, "bot", 1);
             return Some(reason);
         }
         self.process_visit(e, site);
         None
+    }
+
+    /// Adds `n` to the site's ingest accounting for `outcome`, in the hour and day of receipt.
+    fn count_ingest(&mut self, e: &Event, site: &SiteInfo, outcome: &str, n: i64) {
+        let tz: Tz = site.timezone.parse().unwrap_or(Tz::UTC);
+        for (granularity, bucket) in [
+            (Granularity::Hour, hour_bucket(tz, e.received_at_us)),
+            (Granularity::Day, day_bucket(tz, e.received_at_us)),
+        ] {
+            let c = self.cell(
+                e.site_id,
+                site.generation,
+                granularity,
+                Dimension::Ingest,
+                bucket,
+                outcome,
+            );
+            c.events = c.events.saturating_add(n);
+        }
+    }
+
+    /// An accounting record from the collector: its outcome and count.
+    fn account(&mut self, e: &Event, site: &SiteInfo) {
+        let prop = |k: &str| {
+            e.props
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let (Some(outcome), Some(count)) = (
+            prop("outcome"),
+            prop("count").and_then(|c| c.parse::<i64>().ok()),
+        ) else {
+            return;
+        };
+        if matches!(outcome, "invalid" | "late" | "rate_limited") {
+            self.count_ingest(e, site, outcome, count);
+        }
     }
 
     fn process_visit(&mut self, e: &Event, site: &SiteInfo) {
