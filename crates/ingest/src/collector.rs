@@ -256,6 +256,14 @@ impl Collector {
         now: i64,
     ) -> Event {
         let (visitor_id, prev_visitor_id) = visitor;
+        // The bot flag kept with the raw event; processing re-applies the rules.
+        let bot = match protocol {
+            Protocol::Ga4MeasurementProtocol => {
+                footfall_enrich::bots::classify("Measurement Protocol", hit.referrer.as_deref())
+            }
+            _ => footfall_enrich::bots::classify(user_agent, hit.referrer.as_deref()),
+        }
+        .map(|r| r.as_str().to_string());
         let session_id = hit
             .session_id
             .as_deref()
@@ -285,6 +293,7 @@ impl Collector {
             region: None,
             city: None,
             protocol,
+            bot,
         }
     }
 
@@ -723,4 +732,84 @@ async fn mp_debug(
         Err(e) => return internal(&e),
     }
     Json(json!({"validationMessages": decoded.messages})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use footfall_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
+    use footfall_model::clock::SystemClock;
+    use footfall_store::embedded::EmbeddedStore;
+    use footfall_store::NewSite;
+
+    #[tokio::test]
+    async fn raw_events_carry_the_bot_flag_set_at_ingest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn Log> = Arc::new(
+            EmbeddedLog::open(&EmbeddedLogConfig {
+                path: dir.path().join("log.redb"),
+                partitions: 1,
+                commit_linger: std::time::Duration::ZERO,
+                cache_bytes: 1 << 20,
+            })
+            .unwrap(),
+        );
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+        let site = store
+            .create_site(NewSite {
+                domain: "a.example".into(),
+                timezone: "UTC".into(),
+                currency: "EUR".into(),
+                measurement_id: "G-A".into(),
+                api_secret_hash: String::new(),
+                created_at_us: 0,
+            })
+            .await
+            .unwrap();
+        let c = Collector::new(
+            log,
+            store,
+            Arc::new(SystemClock),
+            CollectorConfig::default(),
+            Geo::default(),
+        )
+        .await
+        .unwrap();
+        let hit = || Hit {
+            name: "pageview".into(),
+            interactive: true,
+            ..Default::default()
+        };
+        let curl = c.event(
+            &site,
+            hit(),
+            (1, None),
+            "curl/8.4.0",
+            Protocol::Plausible,
+            0,
+        );
+        assert_eq!(curl.bot.as_deref(), Some("automation"));
+        let person = c.event(
+            &site,
+            hit(),
+            (1, None),
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+            Protocol::Plausible,
+            0,
+        );
+        assert_eq!(person.bot, None);
+        let server = c.event(
+            &site,
+            hit(),
+            (1, None),
+            "",
+            Protocol::Ga4MeasurementProtocol,
+            0,
+        );
+        assert_eq!(
+            server.bot, None,
+            "a Measurement Protocol hit's User-Agent is the sender's server"
+        );
+    }
 }

@@ -108,6 +108,10 @@ pub struct Event {
     pub city: Option<String>,
     /// The protocol the event arrived through.
     pub protocol: Protocol,
+    /// The bot rule that matched at ingest (`crawler`, `headless`, …), if any. Informational
+    /// for readers of the log and the archive: processing re-applies the current rules to
+    /// the raw User-Agent and referrer, so reprocessing can reclassify.
+    pub bot: Option<String>,
 }
 
 /// Errors of [`Event::decode`].
@@ -180,6 +184,7 @@ impl Event {
             region: None,
             city: None,
             protocol: Protocol::Plausible,
+            bot: None,
         }
     }
 }
