@@ -230,6 +230,8 @@ pub async fn start_with(
                 if let Err(e) = state.collector.flush_accounting().await {
                     tracing::warn!(error = %e, "ingest accounting could not be appended; keeping the counts");
                 }
+                // Drain the Prometheus histograms' sample buffers even when nobody scrapes.
+                footfall_web::ops::prometheus().run_upkeep();
             }
         })
     };

@@ -492,13 +492,22 @@ fn joinable(v: &Visit, e: &Event) -> bool {
 /// count the visit again (bounds the state of a visit that sends thousands of distinct paths).
 pub const MAX_SEEN_VALUES_PER_VISIT: usize = 256;
 
+/// 64-bit FNV-1a of (dimension, value): a fixed, documented hash (Fowler–Noll–Vo), so saved
+/// visit states mean the same after an upgrade, and 8 bytes per remembered value.
+fn seen_hash(dim: Dimension, value: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    std::iter::once(dim.code())
+        .chain(value.bytes())
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
 fn first_time(v: &mut Visit, dim: Dimension, value: &str) -> bool {
-    if v.seen.len() >= MAX_SEEN_VALUES_PER_VISIT
-        || v.seen.iter().any(|(d, s)| *d == dim && s == value)
-    {
+    let h = seen_hash(dim, value);
+    if v.seen.len() >= MAX_SEEN_VALUES_PER_VISIT || v.seen.contains(&h) {
         false
     } else {
-        v.seen.push((dim, value.to_string()));
+        v.seen.push(h);
         true
     }
 }

@@ -52,8 +52,8 @@ pub(crate) struct Visit {
     pub events: i64,
     pub interactive_custom_events: i64,
     pub revenue_minor: i64,
-    /// Event-scoped (dimension, value) pairs already counted as a visit.
-    pub seen: Vec<(Dimension, String)>,
+    /// Hashes of the event-scoped (dimension, value) pairs already counted as a visit.
+    pub seen: Vec<u64>,
     /// The time zone the visit's buckets are computed in (the site's at the visit's start).
     pub timezone: String,
     /// The generation the visit's cells are written to (the site's at the visit's start).
