@@ -56,7 +56,6 @@ const HEADLESS: &[&str] = &[
     "selenium",
     "webdriver",
     "cypress",
-    "electron/",
     "slimerjs",
     "splash",
     "htmlunit",

@@ -366,6 +366,9 @@ pub fn attribute(
     };
     let medium = match utm_medium.map(str::trim).filter(|m| !m.is_empty()) {
         Some(m) => m.to_ascii_lowercase(),
+        // A source parameter without a medium, on a visit that came with a referrer (a
+        // `?ref=` link), is a referral; without a referrer GA4 sees "(not set)".
+        None if utm_source.is_some() && parts.is_some() => "referral".to_string(),
         None if utm_source.is_some() => "(not set)".to_string(),
         None if by_host.is_some_and(|k| k.category == Category::Search) => "organic".to_string(),
         None if parts.is_some() => "referral".to_string(),
@@ -447,9 +450,10 @@ pub fn channel(source: &str, category: Category, medium: &str, campaign: &str) -
     if category == Category::Search || medium == "organic" {
         return "Organic Search";
     }
+    // GA4 has no email source category: a webmail referral (mail.google.com) is Referral; only
+    // "email" as source or medium makes the Email channel.
     if matches!(source_l.as_str(), "email" | "e-mail" | "e_mail" | "e mail")
         || matches!(medium, "email" | "e-mail" | "e_mail" | "e mail")
-        || category == Category::Email
     {
         return "Email";
     }
@@ -530,7 +534,18 @@ mod tests {
         );
         assert_eq!(
             a(None, None, None, Some("https://mail.google.com/mail/u/0/")),
-            (s("Gmail"), s("mail.google.com/mail/u/0/"), "Email")
+            (s("Gmail"), s("mail.google.com/mail/u/0/"), "Referral")
+        );
+        assert_eq!(
+            a(
+                Some("producthunt"),
+                None,
+                None,
+                Some("https://www.producthunt.com/posts/x")
+            )
+            .2,
+            "Referral",
+            "a ?ref= link with its referrer"
         );
         assert_eq!(
             a(None, None, None, Some("https://www.youtube.com/watch?v=1")),

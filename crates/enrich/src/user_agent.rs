@@ -122,6 +122,7 @@ fn os_family(os: &str, version: &str) -> (String, String) {
         "iPhone" | "iPad" | "iPod" => ("iOS".into(), version),
         "Mac OSX" => ("macOS".into(), version),
         "ChromeOS" => ("Chrome OS".into(), version),
+        w if w.starts_with("Windows Phone") => ("Windows Phone".into(), version),
         w if w.starts_with("Windows") => ("Windows".into(), windows_version(w, &version)),
         other => (known(other).unwrap_or(UNKNOWN).to_string(), version),
     }
@@ -129,7 +130,7 @@ fn os_family(os: &str, version: &str) -> (String, String) {
 
 fn windows_version(name: &str, nt: &str) -> String {
     match name.strip_prefix("Windows ") {
-        Some(v) if v != "UNKNOWN" && !v.starts_with("NT") => v.to_string(),
+        Some(v) if !v.contains("UNKNOWN") && !v.starts_with("NT") => v.to_string(),
         _ => match nt.trim_start_matches("NT ") {
             "10.0" => "10".into(),
             "6.3" => "8.1".into(),

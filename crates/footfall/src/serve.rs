@@ -254,7 +254,8 @@ pub async fn start_with(
             http_stop.cancel();
             let _ = http.await;
             let _ = admin.await;
-            accounting.abort();
+            // The loop ends on the shutdown signal; awaiting it never cuts a flush in half.
+            let _ = accounting.await;
             if let Err(e) = state.collector.flush_accounting().await {
                 tracing::warn!(error = %e, "the last ingest accounting could not be appended");
             }

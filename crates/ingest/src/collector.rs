@@ -7,7 +7,7 @@
 //! | `POST /debug/mp/collect` | same | `200` with `{"validationMessages": [...]}`; nothing is kept |
 //!
 //! Every hit is counted in `footfall_ingest_events_total{protocol, outcome}` with outcome
-//! `accepted`, `invalid`, `unknown_site`, `bad_secret`, `rate_limited` or `unavailable`.
+//! `accepted`, `invalid`, `late`, `unknown_site`, `bad_secret`, `rate_limited` or `unavailable`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -415,6 +415,9 @@ impl Collector {
     }
 
     fn note_drop(&self, site_id: u64, outcome: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
         if let Ok(mut d) = self.drops.lock() {
             *d.entry((site_id, outcome)).or_default() += n;
         }
@@ -441,6 +444,7 @@ impl Collector {
                 let mut e = Event::pageview(*site_id, 0, now, "");
                 e.event_id = self.next_event_id();
                 e.name = footfall_model::event::INGEST_ACCOUNTING.to_string();
+                e.protocol = Protocol::Accounting;
                 e.user_agent = String::new();
                 e.props = vec![
                     ("count".into(), n.to_string()),
@@ -671,15 +675,18 @@ async fn mp_collect(
         Err(e) => return internal(&e),
     };
     if !decoded.messages.is_empty() {
-        count("ga4_mp", "invalid", decoded.messages.len() as u64);
-        for m in &decoded.messages {
-            let outcome = if m.field_path.ends_with("timestamp_micros") {
-                "late"
-            } else {
-                "invalid"
-            };
-            c.note_drop(site.id, outcome, 1);
-        }
+        count(
+            "ga4_mp",
+            "invalid",
+            (decoded.dropped_events - decoded.late_events) as u64,
+        );
+        count("ga4_mp", "late", decoded.late_events as u64);
+        c.note_drop(
+            site.id,
+            "invalid",
+            (decoded.dropped_events - decoded.late_events) as u64,
+        );
+        c.note_drop(site.id, "late", decoded.late_events as u64);
     }
     let Some(client_id) = decoded.client_id.as_deref() else {
         return StatusCode::NO_CONTENT.into_response();

@@ -117,7 +117,8 @@ impl Geo {
                     &loc.country,
                     r.subdivisions
                         .and_then(|s| s.into_iter().next())
-                        .and_then(|s| s.iso_code),
+                        .and_then(|s| s.iso_code)
+                        .filter(|s| !s.trim().is_empty()),
                 ) {
                     loc.region = Some(format!("{country}-{}", sub.trim()));
                 }

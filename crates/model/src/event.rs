@@ -16,7 +16,7 @@ pub const INGEST_ACCOUNTING: &str = "$ingest";
 /// Encoding version written as the first byte of every encoded event.
 ///
 /// Bump it when the layout of [`Event`] changes, and keep decoding the old versions.
-pub const ENCODING_VERSION: u8 = 1;
+pub const ENCODING_VERSION: u8 = 2;
 
 /// Which wire protocol an event came in through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ pub enum Protocol {
     Ga4MeasurementProtocol,
     /// Access-log import (`footfall import`).
     AccessLog,
+    /// The collector's own accounting records ([`INGEST_ACCOUNTING`]); no client can send
+    /// these.
+    Accounting,
 }
 
 /// UTM campaign parameters, as sent (not yet canonicalised).
@@ -114,6 +117,68 @@ pub struct Event {
     pub bot: Option<String>,
 }
 
+/// Layout of encoding version 1: [`Event`] without `bot`. Decoded into an [`Event`] with
+/// `bot: None`.
+#[derive(Serialize, Deserialize)]
+struct EventV1 {
+    event_id: u128,
+    site_id: u64,
+    received_at_us: i64,
+    timestamp_us: i64,
+    name: String,
+    hostname: String,
+    path: String,
+    title: Option<String>,
+    referrer: Option<String>,
+    utm: Utm,
+    props: Vec<(String, String)>,
+    revenue: Option<Revenue>,
+    engagement_ms: Option<u64>,
+    interactive: bool,
+    visitor_id: u64,
+    prev_visitor_id: Option<u64>,
+    session_id: Option<u64>,
+    user_agent: String,
+    screen: Option<String>,
+    language: Option<String>,
+    country: Option<String>,
+    region: Option<String>,
+    city: Option<String>,
+    protocol: Protocol,
+}
+
+impl From<EventV1> for Event {
+    fn from(v: EventV1) -> Event {
+        Event {
+            event_id: v.event_id,
+            site_id: v.site_id,
+            received_at_us: v.received_at_us,
+            timestamp_us: v.timestamp_us,
+            name: v.name,
+            hostname: v.hostname,
+            path: v.path,
+            title: v.title,
+            referrer: v.referrer,
+            utm: v.utm,
+            props: v.props,
+            revenue: v.revenue,
+            engagement_ms: v.engagement_ms,
+            interactive: v.interactive,
+            visitor_id: v.visitor_id,
+            prev_visitor_id: v.prev_visitor_id,
+            session_id: v.session_id,
+            user_agent: v.user_agent,
+            screen: v.screen,
+            language: v.language,
+            country: v.country,
+            region: v.region,
+            city: v.city,
+            protocol: v.protocol,
+            bot: None,
+        }
+    }
+}
+
 /// Errors of [`Event::decode`].
 #[derive(Debug, thiserror::Error)]
 pub enum EventDecodeError {
@@ -121,7 +186,7 @@ pub enum EventDecodeError {
     #[error("encoded event is empty")]
     Empty,
     /// The version byte names an encoding this build does not know.
-    #[error("encoded event has version {0}, this build reads version {ENCODING_VERSION}")]
+    #[error("encoded event has version {0}, this build reads versions 1 to {ENCODING_VERSION}")]
     UnknownVersion(u8),
     /// The payload did not decode.
     #[error("encoded event is corrupt: {0}")]
@@ -150,10 +215,11 @@ impl Event {
     /// [`EventDecodeError`] for an empty buffer, an unknown version or a corrupt payload.
     pub fn decode(bytes: &[u8]) -> Result<Event, EventDecodeError> {
         let (&version, rest) = bytes.split_first().ok_or(EventDecodeError::Empty)?;
-        if version != ENCODING_VERSION {
-            return Err(EventDecodeError::UnknownVersion(version));
+        match version {
+            1 => Ok(postcard::from_bytes::<EventV1>(rest)?.into()),
+            ENCODING_VERSION => Ok(postcard::from_bytes(rest)?),
+            other => Err(EventDecodeError::UnknownVersion(other)),
         }
-        Ok(postcard::from_bytes(rest)?)
     }
 
     /// A minimal pageview, for tests and examples.
@@ -204,6 +270,49 @@ mod tests {
         let bytes = e.encode();
         assert_eq!(bytes[0], ENCODING_VERSION);
         assert_eq!(Event::decode(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn version_1_events_still_decode() {
+        let v1 = EventV1 {
+            event_id: 5,
+            site_id: 7,
+            received_at_us: 10,
+            timestamp_us: 9,
+            name: "pageview".into(),
+            hostname: "a.example".into(),
+            path: "/x".into(),
+            title: None,
+            referrer: None,
+            utm: Utm::default(),
+            props: vec![],
+            revenue: None,
+            engagement_ms: None,
+            interactive: true,
+            visitor_id: 42,
+            prev_visitor_id: None,
+            session_id: None,
+            user_agent: "UA".into(),
+            screen: None,
+            language: None,
+            country: Some("DE".into()),
+            region: None,
+            city: None,
+            protocol: Protocol::AccessLog,
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_stdvec(&v1).unwrap());
+        let e = Event::decode(&bytes).unwrap();
+        assert_eq!(
+            (
+                e.site_id,
+                e.visitor_id,
+                e.path.as_str(),
+                e.country.as_deref(),
+                e.bot
+            ),
+            (7, 42, "/x", Some("DE"), None)
+        );
     }
 
     #[test]

@@ -90,8 +90,12 @@ impl Engine {
     /// when the event is a bot's (see [`footfall_enrich::bots`]; the User-Agent rules do not
     /// apply to Measurement Protocol hits, whose User-Agent is the sender's server).
     pub fn process(&mut self, e: &Event, site: &SiteInfo) -> Option<bots::BotReason> {
-        if e.name == INGEST_ACCOUNTING {
-            self.account(e, site);
+        // Only the collector writes accounting records: a client-sent event named "$ingest"
+        // arrives with its own protocol and is an ordinary (custom) event.
+        if e.protocol == Protocol::Accounting {
+            if e.name == INGEST_ACCOUNTING {
+                self.account(e, site);
+            }
             return None;
         }
         self.count_ingest(e, site, "accepted", 1);
@@ -137,7 +141,9 @@ impl Engine {
         };
         let (Some(outcome), Some(count)) = (
             prop("outcome"),
-            prop("count").and_then(|c| c.parse::<i64>().ok()),
+            prop("count")
+                .and_then(|c| c.parse::<i64>().ok())
+                .filter(|c| *c >= 0),
         ) else {
             return;
         };

@@ -116,6 +116,11 @@ pub struct Ga4Request {
     pub events: Vec<Hit>,
     /// Every validation problem found, request-level and per event.
     pub messages: Vec<ValidationMessage>,
+    /// Events sent but left out (for the site's ingest accounting); a body that is not a JSON
+    /// object counts as one.
+    pub dropped_events: usize,
+    /// Of the dropped events, those left out only for a timestamp too far in the past.
+    pub late_events: usize,
 }
 
 /// Decodes one Measurement Protocol body. Never fails: problems become
@@ -130,6 +135,7 @@ pub fn decode(body: &[u8], window: TimeWindow) -> Ga4Request {
                 "the body must be a JSON object",
                 "VALUE_INVALID",
             ));
+            out.dropped_events = 1;
             return out;
         }
         Err(e) => {
@@ -138,6 +144,7 @@ pub fn decode(body: &[u8], window: TimeWindow) -> Ga4Request {
                 format!("the body is not valid JSON: {e}"),
                 "VALUE_INVALID",
             ));
+            out.dropped_events = 1;
             return out;
         }
     };
@@ -169,9 +176,17 @@ pub fn decode(body: &[u8], window: TimeWindow) -> Ga4Request {
         .get("user_id")
         .and_then(Value::as_str)
         .map(|s| truncate(s, 256));
+    let sent = obj
+        .get("events")
+        .and_then(Value::as_array)
+        .map_or(1, Vec::len);
     let request_ts = match timestamp(obj.get("timestamp_micros"), "timestamp_micros", window) {
         Ok(t) => t,
         Err(m) => {
+            out.dropped_events = sent;
+            if is_late(&m) {
+                out.late_events = sent;
+            }
             out.messages.push(m);
             return out;
         }
@@ -194,6 +209,7 @@ pub fn decode(body: &[u8], window: TimeWindow) -> Ga4Request {
                 ),
                 "EXCEEDED_MAX_ENTITIES",
             ));
+            out.dropped_events = sent;
             return out;
         }
         Some(Value::Array(a)) => a,
@@ -203,6 +219,7 @@ pub fn decode(body: &[u8], window: TimeWindow) -> Ga4Request {
                 "events is required and must be an array",
                 "VALUE_REQUIRED",
             ));
+            out.dropped_events = 1;
             return out;
         }
     };
@@ -216,16 +233,26 @@ pub fn decode(body: &[u8], window: TimeWindow) -> Ga4Request {
         }
     }
     if client_id.is_none() {
+        out.dropped_events = events.len();
         return out;
     }
     out.client_id = client_id;
     for (i, ev) in events.iter().enumerate() {
         match decode_event(ev, i, request_ts, window) {
             Ok(hit) => out.events.push(hit),
-            Err(m) => out.messages.push(m),
+            Err(m) => {
+                out.dropped_events += 1;
+                out.late_events += usize::from(is_late(&m));
+                out.messages.push(m);
+            }
         }
     }
     out
+}
+
+/// Whether a message drops its event only for being back-dated too far.
+fn is_late(m: &ValidationMessage) -> bool {
+    m.field_path.ends_with("timestamp_micros") && m.description.contains("in the past")
 }
 
 fn timestamp(
@@ -351,6 +378,13 @@ fn decode_event(
     let mut texts: Vec<(String, String)> = Vec::with_capacity(params.len());
     for (k, v) in params {
         let p = format!("{path}.params.{}", truncate(k, 64));
+        if k.contains(crate::rollup::PROP_SEPARATOR) {
+            return Err(ValidationMessage::new(
+                p,
+                "parameter names must not contain the control character U+001F",
+                "NAME_INVALID",
+            ));
+        }
         if k.chars().count() > MAX_NAME_CHARS {
             return Err(ValidationMessage::new(
                 p,
@@ -569,6 +603,21 @@ mod tests {
             vec![("timestamp_micros".to_string(), "VALUE_OUT_OF_BOUNDS")]
         );
         assert_eq!(codes("nope")[0].1, "VALUE_INVALID");
+    }
+
+    #[test]
+    fn dropped_and_late_events_are_counted() {
+        let old = NOW - 100 * 3_600_000_000;
+        let r = decode(format!(r#"{{"client_id":"1","events":[{{"name":"ok"}},{{"name":"bad-name"}},{{"name":"old","timestamp_micros":{old}}}]}}"#).as_bytes(), w());
+        assert_eq!((r.events.len(), r.dropped_events, r.late_events), (1, 2, 1));
+        let whole = decode(format!(r#"{{"client_id":"1","timestamp_micros":{old},"events":[{{"name":"a"}},{{"name":"b"}}]}}"#).as_bytes(), w());
+        assert_eq!((whole.dropped_events, whole.late_events), (2, 2));
+        let no_client = decode(
+            br#"{"events":[{"name":"a"},{"name":"b"},{"name":"c"}]}"#,
+            w(),
+        );
+        assert_eq!((no_client.dropped_events, no_client.late_events), (3, 0));
+        assert_eq!(decode(b"nope", w()).dropped_events, 1);
     }
 
     #[test]

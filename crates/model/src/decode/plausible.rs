@@ -184,6 +184,12 @@ fn decode_props(v: &Value) -> Result<Vec<(String, String)>, FieldError> {
     let mut out = Vec::with_capacity(map.len());
     for (k, v) in map {
         let path = format!("props.{}", truncate(&k, 64));
+        if k.contains(crate::rollup::PROP_SEPARATOR) {
+            return Err(FieldError::new(
+                path,
+                "key must not contain the control character U+001F",
+            ));
+        }
         if k.is_empty() || k.len() > MAX_PROP_KEY_BYTES {
             return Err(FieldError::new(
                 path,
