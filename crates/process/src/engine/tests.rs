@@ -42,11 +42,16 @@ fn run(events: &[Event], tz: &str, close: bool) -> BTreeMap<CellKey, CellValue> 
         engine.close_all();
     }
     let mut cells: BTreeMap<CellKey, CellValue> = BTreeMap::new();
+    fold_into(&mut engine, &mut cells);
+    cells.retain(|_, v| !v.is_zero());
+    cells
+}
+
+/// Adds the engine's pending deltas to `cells`, as a flush does.
+fn fold_into(engine: &mut Engine, cells: &mut BTreeMap<CellKey, CellValue>) {
     for (k, d) in engine.take_deltas() {
         cells.entry(k).or_default().merge(&d);
     }
-    cells.retain(|_, v| !v.is_zero());
-    cells
 }
 
 fn get<'a>(
@@ -326,9 +331,7 @@ fn engine_state_survives_save_and_restore() {
     let mut first = Engine::new();
     first.process(&events[0], &s);
     let mut cells: BTreeMap<CellKey, CellValue> = BTreeMap::new();
-    for (k, d) in first.take_deltas() {
-        cells.entry(k).or_default().merge(&d);
-    }
+    fold_into(&mut first, &mut cells);
     let saved: Vec<Vec<u8>> = first
         .take_visit_changes()
         .into_iter()
@@ -338,9 +341,7 @@ fn engine_state_survives_save_and_restore() {
     assert_eq!(corrupt, 0);
     second.process(&events[1], &s);
     second.close_all();
-    for (k, d) in second.take_deltas() {
-        cells.entry(k).or_default().merge(&d);
-    }
+    fold_into(&mut second, &mut cells);
     cells.retain(|_, v| !v.is_zero());
     assert_eq!(cells, whole);
 }
@@ -557,9 +558,7 @@ fn the_memory_bound_ends_the_visits_that_arrived_earliest() {
     assert_eq!(e.end_oldest(1), 2);
     assert_eq!(e.open_visits(), 1);
     let mut cells: BTreeMap<CellKey, CellValue> = BTreeMap::new();
-    for (k, d) in e.take_deltas() {
-        cells.entry(k).or_default().merge(&d);
-    }
+    fold_into(&mut e, &mut cells);
     let exits: Vec<&str> = cells
         .keys()
         .filter(|k| k.dimension == Dimension::ExitPage && k.granularity == Granularity::Day)
