@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{cli_json, footfall, query, wait_for, Server};
+use common::{cli_json, footfall, query, wait_caught_up, Server};
 use serde_json::json;
 
 const SITE: &str = "logs.example";
@@ -119,18 +119,7 @@ fn killed_import_resumes_and_counts_every_pageview_once() {
     );
 
     // Wait until the processor reflects everything appended so far, then compare exactly.
-    let after = chrono::Utc::now() + chrono::Duration::milliseconds(10);
-    wait_for(Duration::from_secs(60), "the processor to catch up", || {
-        let a = query(
-            addr,
-            &key,
-            &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "all"}),
-        );
-        let through = a["meta"]["complete_through"]
-            .as_str()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-        through.filter(|t| *t > after).map(|_| ())
-    });
+    wait_caught_up(addr, &key, SITE);
     assert_eq!(pageviews(addr, &key), expected);
 
     // The log grows (a live access log): only the new lines are imported, here from stdin.
@@ -168,22 +157,7 @@ fn killed_import_resumes_and_counts_every_pageview_once() {
             .any(|e| e.unwrap().file_name() == "tmp"),
         "stdin is never copied to disk"
     );
-    let after = chrono::Utc::now() + chrono::Duration::milliseconds(10);
-    wait_for(
-        Duration::from_secs(60),
-        "the processor to catch up again",
-        || {
-            let a = query(
-                addr,
-                &key,
-                &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "all"}),
-            );
-            let through = a["meta"]["complete_through"]
-                .as_str()
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-            through.filter(|t| *t > after).map(|_| ())
-        },
-    );
+    wait_caught_up(addr, &key, SITE);
     assert_eq!(pageviews(addr, &key), expected + extra);
     eprintln!("resumed after {already} of 120000 lines; {expected} pageviews counted once");
     server.stop();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{cli_json, query, try_http, wait_for, Server};
+use common::{cli_json, query, try_http, wait_caught_up, Server};
 use serde_json::json;
 
 const SITE: &str = "kill.example";
@@ -108,23 +108,7 @@ fn acknowledged_events_survive_twenty_sigkills_exactly_once() {
     };
     // Every event appended before the restart is processed once the processor has caught up
     // with a read that started after the restart.
-    let after = chrono::Utc::now() + chrono::Duration::milliseconds(10);
-    wait_for(
-        Duration::from_secs(60),
-        "the processor to catch up after the last restart",
-        || {
-            let a = query(
-                server.addr,
-                &key,
-                &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day"}),
-            );
-            a["meta"]["complete_through"]
-                .as_str()
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                .filter(|t| *t > after)
-                .map(|_| ())
-        },
-    );
+    wait_caught_up(server.addr, &key, SITE);
     let counted = pages(server.addr);
     let mut unknown_counted = 0;
     for (n, fate) in &fates {

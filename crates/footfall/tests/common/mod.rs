@@ -246,3 +246,20 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until the processor has reflected everything accepted before this call: until the
+/// answer's `meta.complete_through` for `site` is later than now.
+pub fn wait_caught_up(addr: SocketAddr, key: &str, site: &str) {
+    let after = chrono::Utc::now() + chrono::Duration::milliseconds(10);
+    wait_for(Duration::from_secs(60), "the processor to catch up", || {
+        let a = query(
+            addr,
+            key,
+            &serde_json::json!({"site_id": site, "metrics": ["pageviews"], "date_range": "day"}),
+        );
+        let through = a["meta"]["complete_through"]
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+        through.filter(|t| *t > after).map(|_| ())
+    });
+}
