@@ -105,8 +105,8 @@ fn addresses_resolve_to_places_through_trusted_proxies_and_are_never_stored() {
         .unwrap()
         .to_string();
     let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
-    // Through two trusted proxies (10.1.2.3, then us at 127.0.0.1): the client is 192.0.2.77.
-    send(server.addr, "192.0.2.77, 10.1.2.3", ua);
+    // Through two trusted proxies (10.231.157.201, then us at 127.0.0.1): the client is 192.0.2.237.
+    send(server.addr, "192.0.2.237, 10.231.157.201", ua);
     // One trusted hop, an IPv6 client with a port.
     send(server.addr, "[2001:db8::abcd]:4711", ua);
     let places = |dim: &str| {
@@ -156,7 +156,7 @@ fn addresses_resolve_to_places_through_trusted_proxies_and_are_never_stored() {
     );
     send(
         untrusted.addr,
-        "192.0.2.88",
+        "192.0.2.218",
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
     );
     wait_for(Duration::from_secs(30), "the forged hit", || {
@@ -180,10 +180,15 @@ fn addresses_resolve_to_places_through_trusted_proxies_and_are_never_stored() {
     untrusted.stop();
 
     // No trace of any address, in text or binary form, in any file or in the log output.
-    let ips: Vec<IpAddr> = ["192.0.2.77", "2001:db8::abcd", "192.0.2.88", "10.1.2.3"]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let ips: Vec<IpAddr> = [
+        "192.0.2.237",
+        "2001:db8::abcd",
+        "192.0.2.218",
+        "10.231.157.201",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
     let mut files = Vec::new();
     files_under(&data, &mut files);
     assert!(
