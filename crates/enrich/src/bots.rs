@@ -156,8 +156,15 @@ fn referrer_host(referrer: &str) -> Option<&str> {
     Some(host.split(':').next().unwrap_or(host))
 }
 
-/// The reason an event is a bot's, or `None` for a person.
+/// The reason an event is a bot's, or `None` for a person: rules 1–5 on the User-Agent
+/// ([`classify_user_agent`]), then rule 6 on the referrer ([`classify_referrer`]).
 pub fn classify(user_agent: &str, referrer: Option<&str>) -> Option<BotReason> {
+    classify_user_agent(user_agent).or_else(|| classify_referrer(referrer))
+}
+
+/// Rules 1–5 of the module docs: the User-Agent alone. A pure function of its argument, so
+/// callers may cache its verdict per User-Agent string.
+pub fn classify_user_agent(user_agent: &str) -> Option<BotReason> {
     let ua = user_agent.trim();
     if ua.is_empty() {
         return Some(BotReason::EmptyUserAgent);
@@ -178,14 +185,14 @@ pub fn classify(user_agent: &str, referrer: Option<&str>) -> Option<BotReason> {
     if crawlers().is_bot(ua) {
         return Some(BotReason::Crawler);
     }
-    if let Some(host) = referrer.and_then(referrer_host) {
-        let host = host.to_ascii_lowercase();
-        if SPAM_REFERRERS
-            .iter()
-            .any(|d| host == *d || host.ends_with(&format!(".{d}")))
-        {
-            return Some(BotReason::ReferrerSpam);
-        }
-    }
     None
+}
+
+/// Rule 6 of the module docs: referrer spam.
+pub fn classify_referrer(referrer: Option<&str>) -> Option<BotReason> {
+    let host = referrer.and_then(referrer_host)?.to_ascii_lowercase();
+    SPAM_REFERRERS
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+        .then_some(BotReason::ReferrerSpam)
 }

@@ -44,7 +44,13 @@ pub struct Engine {
     visits: HashMap<(u64, u64), Vec<Visit>>,
     changed: HashSet<(u64, u64)>,
     deltas: HashMap<CellKey, CellValue>,
+    /// Bot verdicts per User-Agent string: the rules are a pure function of it and cost a few
+    /// µs (a large regular expression), while visitors repeat theirs. Emptied when full.
+    ua_verdicts: HashMap<String, Option<bots::BotReason>>,
 }
+
+/// Most User-Agent verdicts cached by an engine.
+const MAX_CACHED_VERDICTS: usize = 50_000;
 
 /// Most open visits kept per visitor; past it the visit whose last event arrived earliest
 /// ends.
@@ -104,7 +110,18 @@ impl Engine {
         } else {
             e.user_agent.as_str()
         };
-        if let Some(reason) = bots::classify(ua, e.referrer.as_deref()) {
+        let verdict = match self.ua_verdicts.get(ua) {
+            Some(v) => *v,
+            None => {
+                let v = bots::classify_user_agent(ua);
+                if self.ua_verdicts.len() >= MAX_CACHED_VERDICTS {
+                    self.ua_verdicts.clear();
+                }
+                self.ua_verdicts.insert(ua.to_string(), v);
+                v
+            }
+        };
+        if let Some(reason) = verdict.or_else(|| bots::classify_referrer(e.referrer.as_deref())) {
             self.count_ingest(e, site, "bot", 1);
             return Some(reason);
         }
