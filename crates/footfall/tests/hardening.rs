@@ -40,7 +40,7 @@ impl FlakyStore {
 
 #[async_trait]
 impl Store for FlakyStore {
-    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<(), StoreError> {
         self.check()?;
         self.inner.write_batch(batch).await
     }

@@ -363,6 +363,27 @@ impl PartitionTask {
     /// Builds the batch from the engine's deltas and writes it, retrying until it is written
     /// (a shutdown deadline, if it passes first, ends the process; a restart then replays from
     /// the last checkpoint).
+    /// Runs `op` until it succeeds, with exponential backoff from 100 ms to 10 s; each failure
+    /// is logged and counted in `footfall_processor_store_errors_total`.
+    async fn retry<T, F, Fut>(&self, what: &'static str, op: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, footfall_store::StoreError>>,
+    {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match op().await {
+                Ok(v) => return v,
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, error = %e, what, "store call failed; retrying");
+                    metrics::counter!("footfall_processor_store_errors_total").increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
     async fn flush(&mut self) {
         let started = std::time::Instant::now();
         let deltas = self.engine.take_deltas();
@@ -371,18 +392,9 @@ impl PartitionTask {
             .filter(|k| !self.cache.contains_key(*k))
             .cloned()
             .collect();
-        let mut backoff = Duration::from_millis(100);
-        let loaded = loop {
-            match self.store.get_cells(&missing).await {
-                Ok(v) => break v,
-                Err(e) => {
-                    tracing::warn!(partition = self.partition, error = %e, "store read failed; retrying");
-                    metrics::counter!("footfall_processor_store_errors_total").increment(1);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        };
+        let loaded = self
+            .retry("store read", || self.store.get_cells(&missing))
+            .await;
         for (k, v) in missing.into_iter().zip(loaded) {
             self.cache.insert(k, v.unwrap_or_default());
         }
@@ -413,18 +425,9 @@ impl PartitionTask {
                 complete_through_us: self.complete_through_us,
             }],
         };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.store.write_batch(batch.clone()).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(partition = self.partition, error = %e, "store write failed; retrying");
-                    metrics::counter!("footfall_processor_store_errors_total").increment(1);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        let batch = Arc::new(batch);
+        self.retry("store write", || self.store.write_batch(batch.clone()))
+            .await;
         if self.cache.len() > self.config.max_cached_cells {
             self.cache.clear();
         }

@@ -53,7 +53,10 @@ pub async fn batches_write_cells_visits_and_checkpoints<S: Store>(store: &S) {
             complete_through_us: 1000,
         }],
     };
-    store.write_batch(batch).await.expect("write");
+    store
+        .write_batch(std::sync::Arc::new(batch))
+        .await
+        .expect("write");
     let got = store
         .get_cells(&[k.clone(), key(101, Dimension::Page, 3600, "/none")])
         .await
@@ -89,7 +92,10 @@ pub async fn batches_write_cells_visits_and_checkpoints<S: Store>(store: &S) {
             complete_through_us: 2000,
         }],
     };
-    store.write_batch(batch).await.expect("write");
+    store
+        .write_batch(std::sync::Arc::new(batch))
+        .await
+        .expect("write");
     assert_eq!(store.get_cells(&[k]).await.expect("get"), vec![None]);
     assert!(store.load_visits(3).await.expect("visits").is_empty());
     assert_eq!(
@@ -143,11 +149,11 @@ pub async fn scans_are_bounded_and_ordered<S: Store>(store: &S) {
         ),
     ];
     store
-        .write_batch(WriteBatch {
+        .write_batch(std::sync::Arc::new(WriteBatch {
             consumer: "processor".into(),
             cells,
             ..Default::default()
-        })
+        }))
         .await
         .expect("write");
     let range = CellRange {

@@ -126,7 +126,7 @@ fn read_site_by_index(
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<(), StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage)?;
             {

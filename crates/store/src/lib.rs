@@ -136,8 +136,9 @@ pub struct NewSite {
 /// [`StoreError::Storage`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Applies a processor flush.
-    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError>;
+    /// Applies a processor flush. The batch is shared so that a caller retrying after an
+    /// error does not copy it.
+    async fn write_batch(&self, batch: std::sync::Arc<WriteBatch>) -> Result<(), StoreError>;
     /// Reads cells by key; `None` for cells that do not exist. Same order as `keys`.
     async fn get_cells(&self, keys: &[CellKey]) -> Result<Vec<Option<CellValue>>, StoreError>;
     /// Reads every cell in a range, ordered by bucket, then value.

@@ -73,11 +73,11 @@ async fn answer(
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
     store
-        .write_batch(WriteBatch {
+        .write_batch(std::sync::Arc::new(WriteBatch {
             consumer: "processor".into(),
             cells,
             ..Default::default()
-        })
+        }))
         .await
         .unwrap();
     let q = parse(query.to_string().as_bytes()).unwrap();
