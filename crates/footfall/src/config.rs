@@ -115,6 +115,9 @@ pub struct ProcessorConfig {
     /// Most open visits kept in memory (about 1 KiB each); past it the visits whose last event
     /// arrived earliest are ended early, at the next flush.
     pub max_open_visits: usize,
+    /// Most distinct values per (site, bucket, dimension); a bucket's new values past it are
+    /// folded into `(other)` and answers that include them say so in `meta`.
+    pub max_values_per_bucket: u64,
 }
 
 /// `[collector]`.
@@ -164,6 +167,7 @@ impl Default for Config {
                 flush_interval_ms: 2000,
                 batch_size: 5000,
                 max_open_visits: 2_000_000,
+                max_values_per_bucket: footfall_process::runner::DEFAULT_MAX_VALUES_PER_BUCKET,
             },
             collector: CollectorSettings {
                 max_body_bytes: 64 * 1024,
@@ -303,6 +307,9 @@ impl Config {
         }
         for (i, p) in self.server.trusted_proxies.iter().enumerate() {
             parse_net(p).with_context(|| format!("server.trusted_proxies[{i}]"))?;
+        }
+        if self.processor.max_values_per_bucket == 0 {
+            bail!("processor.max_values_per_bucket must be at least 1");
         }
         if self.processor.batch_size == 0 {
             bail!("processor.batch_size must be at least 1");

@@ -93,7 +93,7 @@ enum SitesCommand {
     },
     /// List sites.
     List,
-    /// Change a site's time zone or currency (applies to new data).
+    /// Change a site's time zone, currency or page path rules (applies to new data).
     Update {
         /// The site's domain.
         #[arg(long)]
@@ -104,6 +104,14 @@ enum SitesCommand {
         /// New ISO 4217 currency.
         #[arg(long)]
         currency: Option<String>,
+        /// Query parameters kept in page paths, comma-separated (`q,page`); every other
+        /// parameter is dropped. An empty value keeps none.
+        #[arg(long, value_name = "NAMES")]
+        keep_query_params: Option<String>,
+        /// Whether page paths include the URL fragment (`/#/cart`), for single-page apps
+        /// that route by hash.
+        #[arg(long, value_name = "BOOL")]
+        hash_routing: Option<bool>,
     },
 }
 
@@ -209,6 +217,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     domain,
                     timezone,
                     currency,
+                    keep_query_params,
+                    hash_routing,
                 } => {
                     let mut body = json!({});
                     if let Some(t) = timezone {
@@ -216,6 +226,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     if let Some(c) = currency {
                         body["currency"] = json!(c);
+                    }
+                    if let Some(p) = keep_query_params {
+                        let names: Vec<&str> = p
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|n| !n.is_empty())
+                            .collect();
+                        body["keep_query_params"] = json!(names);
+                    }
+                    if let Some(h) = hash_routing {
+                        body["hash_routing"] = json!(h);
                     }
                     admin
                         .call(

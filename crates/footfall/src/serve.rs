@@ -196,6 +196,7 @@ pub async fn start_with(
         flush_interval: Duration::from_millis(config.processor.flush_interval_ms),
         batch_size: config.processor.batch_size,
         max_open_visits: config.processor.max_open_visits,
+        max_values_per_bucket: config.processor.max_values_per_bucket,
         ..RunnerConfig::default()
     };
     let processor = tokio::spawn(runner::run(

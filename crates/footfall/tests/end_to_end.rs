@@ -230,3 +230,65 @@ async fn measurement_protocol_and_errors() {
     running.shutdown.cancel();
     running.done.await.unwrap().unwrap();
 }
+
+/// A site's path rules (kept query parameters, hash routing) shape the page paths of new hits;
+/// a Google Ads click id makes the visit Paid Search; a bad parameter name is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_path_rules_and_ad_click_ids_through_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(us("2024-05-01T08:00:00Z"));
+    let running = server(dir.path(), &clock).await;
+    let addr = running.addr;
+    let data = dir.path().to_path_buf();
+    let c = clock.clone();
+    tokio::task::spawn_blocking(move || {
+        cli_json(&data, &["sites", "create", "--domain", "shop.example"]);
+        let key = cli_json(&data, &["keys", "create", "--site", "shop.example"])["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Before the rules: the query and the fragment are dropped.
+        pageview(addr, "UA-A", "https://shop.example/search/?q=boots&sid=1#/list", None);
+        let updated = cli_json(
+            &data,
+            &["sites", "update", "--domain", "shop.example", "--keep-query-params", "Q, page", "--hash-routing", "true"],
+        );
+        assert_eq!(updated["keep_query_params"], json!(["q", "page"]));
+        assert_eq!(updated["hash_routing"], json!(true));
+        let refused = common::footfall()
+            .args(["--data-dir", data.to_str().unwrap(), "sites", "update", "--domain", "shop.example", "--keep-query-params", "a=b"])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("keep_query_params[0]"), "{stderr}");
+
+        // An update clears the collector's site cache, so the next hit follows the rules.
+        c.set(us("2024-05-01T08:10:00Z"));
+        pageview(addr, "UA-B", "https://shop.example/search/?sid=2&q=red%20shoes&page=2#/list?x=1", None);
+        pageview(addr, "UA-C", "https://shop.example/landing?gclid=Cj0KCQ", Some("https://www.google.com/"));
+        wait_processed(addr, &key, &c);
+        let q = |dim: &str| json!({"site_id": "shop.example", "metrics": ["visits"], "date_range": ["2024-05-01", "2024-05-01"], "dimensions": [dim], "order_by": [[dim, "asc"]]});
+        assert_eq!(
+            query(addr, &key, &q("event:page"))["results"],
+            json!([
+                {"dimensions": ["/landing"], "metrics": [1]},
+                {"dimensions": ["/search"], "metrics": [1]},
+                {"dimensions": ["/search?q=red+shoes&page=2#/list"], "metrics": [1]},
+            ])
+        );
+        // gclid stands for google / cpc: Paid Search, source Google.
+        assert_eq!(
+            query(addr, &key, &q("visit:channel"))["results"],
+            json!([{"dimensions": ["Direct"], "metrics": [2]}, {"dimensions": ["Paid Search"], "metrics": [1]}])
+        );
+        assert_eq!(
+            query(addr, &key, &q("visit:utm_medium"))["results"],
+            json!([{"dimensions": ["cpc"], "metrics": [1]}])
+        );
+    })
+    .await
+    .unwrap();
+    running.shutdown.cancel();
+    running.done.await.unwrap().unwrap();
+}

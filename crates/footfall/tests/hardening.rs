@@ -52,6 +52,10 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.scan_cells(range).await
     }
+    async fn count_cells(&self, ranges: &[CellRange], limit: u64) -> Result<Vec<u64>, StoreError> {
+        self.check()?;
+        self.inner.count_cells(ranges, limit).await
+    }
     async fn first_day(&self, site_id: u64, generation: u32) -> Result<Option<i64>, StoreError> {
         self.check()?;
         self.inner.first_day(site_id, generation).await

@@ -99,6 +99,30 @@ pub enum Dimension {
 /// (the ASCII unit separator, which property names cannot usefully contain).
 pub const PROP_SEPARATOR: char = '\u{1f}';
 
+/// The value that values past a site's cap on distinct values per (site, bucket, dimension)
+/// are folded into (DESIGN §4.3; Google Analytics reports such rows as `(other)` too).
+pub const OTHER: &str = "(other)";
+
+/// The value a value of `dimension` is folded into past the cap: [`OTHER`], or for a custom
+/// property `NAME` + [`PROP_SEPARATOR`] + [`OTHER`], so that the fold stays under its
+/// property's name.
+pub fn other_value(dimension: Dimension, value: &str) -> String {
+    match (dimension, value.split_once(PROP_SEPARATOR)) {
+        (Dimension::Prop, Some((name, _))) => format!("{name}{PROP_SEPARATOR}{OTHER}"),
+        _ => OTHER.to_string(),
+    }
+}
+
+/// Whether `value` is a fold target ([`other_value`]) of `dimension`.
+pub fn is_other(dimension: Dimension, value: &str) -> bool {
+    match dimension {
+        Dimension::Prop => value
+            .split_once(PROP_SEPARATOR)
+            .is_some_and(|(_, v)| v == OTHER),
+        _ => value == OTHER,
+    }
+}
+
 impl Dimension {
     /// Every dimension, in code order.
     pub const ALL: [Dimension; 22] = [
@@ -134,6 +158,12 @@ impl Dimension {
     /// Inverse of [`Dimension::code`].
     pub fn from_code(code: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.code() == code)
+    }
+
+    /// Whether the cap on distinct values per (site, bucket, dimension) applies: to every
+    /// dimension but the site total (one value) and ingest accounting (five fixed values).
+    pub fn is_capped(self) -> bool {
+        !matches!(self, Dimension::Total | Dimension::Ingest)
     }
 
     /// How the dimension takes its value.

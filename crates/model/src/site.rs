@@ -1,6 +1,8 @@
 //! Site metadata.
 
 use chrono_tz::Tz;
+
+use crate::url_parts::PathRules;
 use serde::{Deserialize, Serialize};
 
 /// A merchant's site, as kept in the store and shown by `footfall sites list`.
@@ -22,9 +24,25 @@ pub struct Site {
     pub api_secret_hash: String,
     /// Creation time, UTC µs.
     pub created_at_us: i64,
+    /// Query parameters kept in page paths (`q` keeps `/search?q=shoes`), lower case; every
+    /// other parameter is dropped. Empty by default.
+    #[serde(default)]
+    pub keep_query_params: Vec<String>,
+    /// Whether page paths include the URL fragment (`/#/cart`), for single-page apps that
+    /// route by hash. Off by default.
+    #[serde(default)]
+    pub hash_routing: bool,
 }
 
 impl Site {
+    /// The site's rules for page paths.
+    pub fn path_rules(&self) -> PathRules<'_> {
+        PathRules {
+            keep_query_params: &self.keep_query_params,
+            hash_routing: self.hash_routing,
+        }
+    }
+
     /// The parsed time zone; UTC if the stored name is unknown to this build's tz database.
     pub fn tz(&self) -> Tz {
         self.timezone.parse().unwrap_or(Tz::UTC)

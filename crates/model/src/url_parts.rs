@@ -17,6 +17,11 @@ pub struct PageUrl {
     pub path: String,
     /// UTM parameters from the query string.
     pub utm: Utm,
+    /// The raw query string, without `?`, for a site's kept parameters ([`page_path`]).
+    pub query: Option<String>,
+    /// The raw fragment, without `#`, for a site's hash routing ([`page_path`]); `None` once a
+    /// decoder has already put it into `path` (the Plausible hit's own `h` flag).
+    pub fragment: Option<String>,
 }
 
 /// Errors of [`parse_page_url`].
@@ -65,11 +70,89 @@ pub fn parse_page_url(raw: &str) -> Result<PageUrl, UrlError> {
     if utm.source.is_none() {
         utm.source = alt_source;
     }
+    if utm.source.is_none() && utm.medium.is_none() {
+        if let Some((source, medium)) = auto_tagged(&url) {
+            utm.source = Some(source.to_string());
+            utm.medium = Some(medium.to_string());
+        }
+    }
     Ok(PageUrl {
         hostname,
         path: normalize_path(url.path()),
         utm,
+        query: url.query().filter(|q| !q.is_empty()).map(str::to_string),
+        fragment: url.fragment().filter(|f| !f.is_empty()).map(str::to_string),
     })
+}
+
+/// The source and medium that an ad platform's auto-tagging click id stands for, as Google
+/// Analytics reads them: `gclid`, `gbraid` and `wbraid` (Google Ads) are `google` / `cpc`;
+/// `msclkid` (Microsoft Advertising) is `bing` / `cpc`. Explicit `utm_source`/`utm_medium`
+/// parameters take precedence (the caller checks). `fbclid` is not here: Facebook adds it to
+/// organic links too.
+fn auto_tagged(url: &Url) -> Option<(&'static str, &'static str)> {
+    url.query_pairs()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .find_map(|(k, _)| match k.to_ascii_lowercase().as_str() {
+            "gclid" | "gbraid" | "wbraid" => Some(("google", "cpc")),
+            "msclkid" => Some(("bing", "cpc")),
+            _ => None,
+        })
+}
+
+/// A site's rules for turning a page URL into the page path its reports show.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathRules<'a> {
+    /// Query parameters kept in the path, matched case-insensitively (`["q", "page"]`); every
+    /// other parameter is dropped. Kept parameters appear in the order they were sent,
+    /// form-encoded (`/search?q=red+shoes`).
+    pub keep_query_params: &'a [String],
+    /// Whether the fragment is part of the path (`/#/cart`), for single-page apps that route
+    /// by hash.
+    pub hash_routing: bool,
+}
+
+/// The page path of `page` under a site's [`PathRules`]: the normalised path, then the kept
+/// query parameters, then the fragment when the site routes by hash; cut to
+/// [`MAX_PATH_BYTES`] with a visible `…`.
+pub fn page_path(page: &PageUrl, rules: PathRules<'_>) -> String {
+    let mut path = page.path.clone();
+    if let (false, Some(query)) = (rules.keep_query_params.is_empty(), &page.query) {
+        let mut kept = url::form_urlencoded::Serializer::new(String::new());
+        let mut any = false;
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if rules
+                .keep_query_params
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(&k))
+            {
+                kept.append_pair(&k, &v);
+                any = true;
+            }
+        }
+        if any {
+            path.push('?');
+            path.push_str(&kept.finish());
+        }
+    }
+    if let (true, Some(fragment)) = (rules.hash_routing, &page.fragment) {
+        path.push('#');
+        path.push_str(&normalize_fragment(fragment));
+    }
+    if path.len() > MAX_PATH_BYTES {
+        truncate(&path, MAX_PATH_BYTES)
+    } else {
+        path
+    }
+}
+
+/// A route fragment as pages are reported: its own query part (`#/cart?x=1`) dropped,
+/// percent-decoded once like paths.
+pub fn normalize_fragment(fragment: &str) -> String {
+    let route = fragment.split('?').next().unwrap_or_default();
+    percent_encoding::percent_decode_str(route)
+        .decode_utf8()
+        .map_or_else(|_| route.to_string(), |d| d.into_owned())
 }
 
 /// Splits a request target (`/a/b?x=1`) as found in access logs into path and UTM
@@ -143,6 +226,28 @@ mod tests {
     }
 
     #[test]
+    fn ad_click_ids_stand_for_paid_source_and_medium_unless_utm_is_sent() {
+        let utm = |u: &str| {
+            let p = parse_page_url(u).unwrap();
+            (p.utm.source, p.utm.medium)
+        };
+        let pair = |s: &str, m: &str| (Some(s.to_string()), Some(m.to_string()));
+        assert_eq!(
+            utm("https://x.example/?gclid=Cj0KCQ"),
+            pair("google", "cpc")
+        );
+        assert_eq!(utm("https://x.example/?wbraid=abc"), pair("google", "cpc"));
+        assert_eq!(utm("https://x.example/?MSCLKID=abc"), pair("bing", "cpc"));
+        assert_eq!(
+            utm("https://x.example/?gclid=abc&utm_source=news&utm_medium=email"),
+            pair("news", "email"),
+            "explicit UTM parameters win"
+        );
+        assert_eq!(utm("https://x.example/?gclid="), (None, None), "empty id");
+        assert_eq!(utm("https://x.example/?fbclid=abc"), (None, None));
+    }
+
+    #[test]
     fn non_http_urls_are_rejected() {
         assert_eq!(
             parse_page_url("javascript:alert(1)"),
@@ -176,6 +281,56 @@ mod tests {
             parse_page_url("https://x.example/blog/").unwrap().path,
             "/blog"
         );
+    }
+
+    #[test]
+    fn site_path_rules_keep_listed_parameters_and_route_fragments() {
+        let page =
+            parse_page_url("https://x.example/search/?Q=red%20shoes&sid=9&page=2#/cart?step=1")
+                .unwrap();
+        let keep = ["q".to_string(), "page".to_string()];
+        assert_eq!(page_path(&page, PathRules::default()), "/search");
+        assert_eq!(
+            page_path(
+                &page,
+                PathRules {
+                    keep_query_params: &keep,
+                    hash_routing: false
+                }
+            ),
+            "/search?Q=red+shoes&page=2"
+        );
+        assert_eq!(
+            page_path(
+                &page,
+                PathRules {
+                    keep_query_params: &keep,
+                    hash_routing: true
+                }
+            ),
+            "/search?Q=red+shoes&page=2#/cart"
+        );
+        let only_other = parse_page_url("https://x.example/a?sid=1").unwrap();
+        assert_eq!(
+            page_path(
+                &only_other,
+                PathRules {
+                    keep_query_params: &keep,
+                    hash_routing: true
+                }
+            ),
+            "/a",
+            "no kept parameter, no fragment: the bare path"
+        );
+        let long = parse_page_url(&format!("https://x.example/a?q={}", "z".repeat(3000))).unwrap();
+        let cut = page_path(
+            &long,
+            PathRules {
+                keep_query_params: &keep,
+                hash_routing: false,
+            },
+        );
+        assert!(cut.len() <= MAX_PATH_BYTES && cut.ends_with('…'));
     }
 
     #[test]

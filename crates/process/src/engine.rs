@@ -11,6 +11,7 @@ use footfall_model::bucket::{day_bucket, hour_bucket};
 use footfall_model::event::Event;
 use footfall_model::event::{Protocol, INGEST_ACCOUNTING};
 use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity, PROP_SEPARATOR};
+use indexmap::IndexMap;
 
 use crate::visit::{Contribution, Visit, VisitRow};
 
@@ -43,7 +44,10 @@ pub struct Engine {
     /// earlier visit, interleaved client sessions).
     visits: HashMap<(u64, u64), Vec<Visit>>,
     changed: HashSet<(u64, u64)>,
-    deltas: HashMap<CellKey, CellValue>,
+    /// Pending cell deltas in the order their cells were first touched, which is the order in
+    /// which the processor admits new values under the per-bucket cap: log order, so the
+    /// same values are admitted however the log is cut into flushes.
+    deltas: IndexMap<CellKey, CellValue>,
     /// Bot verdicts per User-Agent string: the rules are a pure function of it and cost a few
     /// µs (a large regular expression), while visitors repeat theirs. Emptied when full.
     ua_verdicts: HashMap<String, Option<bots::BotReason>>,
@@ -216,29 +220,39 @@ impl Engine {
         let limit = now_us
             .saturating_sub(VISIT_TIMEOUT_US)
             .saturating_sub(grace_us);
-        let keys: Vec<(u64, u64)> = self
+        let idle: Vec<(i64, (u64, u64), i64)> = self
             .visits
             .iter()
-            .filter(|(_, l)| l.iter().any(|v| v.last_received_us < limit))
-            .map(|(k, _)| *k)
+            .flat_map(|(k, l)| l.iter().map(move |v| (v.last_received_us, *k, v.start_us)))
+            .filter(|(arrived, _, _)| *arrived < limit)
             .collect();
-        let mut ended = 0;
-        for k in keys {
-            let Some(list) = self.visits.remove(&k) else {
+        let ended = idle.len();
+        self.end_in_order(idle);
+        ended
+    }
+
+    /// Ends the visits named by (last arrival, (site, visitor), start), in that order: a total
+    /// order, so exit pages are touched in the same order whatever the map's iteration order
+    /// and however often the caller asks (visits end in order of last arrival either way).
+    fn end_in_order(&mut self, mut visits: Vec<(i64, (u64, u64), i64)>) {
+        visits.sort_unstable();
+        for (arrived, key, start) in visits {
+            let Some(list) = self.visits.get_mut(&key) else {
                 continue;
             };
-            let (idle, open): (Vec<Visit>, Vec<Visit>) =
-                list.into_iter().partition(|v| v.last_received_us < limit);
-            for v in &idle {
-                self.end(v);
+            let Some(i) = list
+                .iter()
+                .position(|v| v.last_received_us == arrived && v.start_us == start)
+            else {
+                continue;
+            };
+            let ended = list.remove(i);
+            if list.is_empty() {
+                self.visits.remove(&key);
             }
-            ended += idle.len();
-            if !open.is_empty() {
-                self.visits.insert(k, open);
-            }
-            self.changed.insert(k);
+            self.end(&ended);
+            self.changed.insert(key);
         }
-        ended
     }
 
     /// Ends the visits whose last event arrived earliest until at most `keep` are open (the
@@ -259,23 +273,7 @@ impl Engine {
         let cut = open - keep;
         order.select_nth_unstable(cut - 1);
         order.truncate(cut);
-        for (arrived, key, start) in order {
-            let Some(list) = self.visits.get_mut(&key) else {
-                continue;
-            };
-            let Some(i) = list
-                .iter()
-                .position(|v| v.last_received_us == arrived && v.start_us == start)
-            else {
-                continue;
-            };
-            let ended = list.remove(i);
-            if list.is_empty() {
-                self.visits.remove(&key);
-            }
-            self.end(&ended);
-            self.changed.insert(key);
-        }
+        self.end_in_order(order);
         cut
     }
 
@@ -284,8 +282,9 @@ impl Engine {
         self.close_idle(i64::MAX, 0);
     }
 
-    /// Takes the cell deltas accumulated since the last call.
-    pub fn take_deltas(&mut self) -> HashMap<CellKey, CellValue> {
+    /// Takes the cell deltas accumulated since the last call, in the order their cells were
+    /// first touched.
+    pub fn take_deltas(&mut self) -> IndexMap<CellKey, CellValue> {
         std::mem::take(&mut self.deltas)
     }
 

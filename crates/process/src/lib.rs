@@ -36,6 +36,7 @@
 //! another start bucket or source leaves the visitor counted in the old cell too (visitor
 //! counts there are an upper bound; sums are exact).
 
+pub mod cap;
 pub mod engine;
 pub mod runner;
 mod visit;

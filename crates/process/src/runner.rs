@@ -21,12 +21,18 @@ use footfall_model::clock::Clock;
 use footfall_model::event::Event;
 use footfall_model::rollup::{CellKey, CellValue};
 use footfall_store::{Checkpoint, Store, VisitWrite, WriteBatch, LIVE_GENERATION};
+use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
+use crate::cap::{Route, ValueCap};
 use crate::engine::{Engine, SiteInfo};
 
 /// The consumer name under which the processor keeps checkpoints and commits log positions.
 pub const CONSUMER: &str = "processor";
+
+/// Default of [`RunnerConfig::max_values_per_bucket`]: enough for every page of a large shop
+/// in a day, small enough that a day's breakdown stays a few MB.
+pub const DEFAULT_MAX_VALUES_PER_BUCKET: u64 = 10_000;
 
 /// Settings of the streaming processor.
 #[derive(Debug, Clone)]
@@ -48,6 +54,9 @@ pub struct RunnerConfig {
     /// earliest are ended early (down to 90 % of the bound) and counted in
     /// `footfall_processor_visits_ended_early_total`.
     pub max_open_visits: usize,
+    /// Most distinct values per (site, bucket, dimension); new values past it are folded into
+    /// `(other)` (see [`crate::cap`]).
+    pub max_values_per_bucket: u64,
 }
 
 impl Default for RunnerConfig {
@@ -60,6 +69,7 @@ impl Default for RunnerConfig {
             max_cached_cells: 500_000,
             site_refresh: Duration::from_secs(10),
             max_open_visits: 2_000_000,
+            max_values_per_bucket: DEFAULT_MAX_VALUES_PER_BUCKET,
         }
     }
 }
@@ -153,6 +163,7 @@ struct PartitionTask {
     offset: Offset,
     complete_through_us: i64,
     cache: HashMap<CellKey, CellValue>,
+    cap: ValueCap,
     sites: HashMap<u64, (Option<SiteInfo>, i64)>,
 }
 
@@ -185,6 +196,7 @@ impl PartitionTask {
             log,
             store,
             clock,
+            cap: ValueCap::new(config.max_values_per_bucket),
             config,
             engine,
             offset: checkpoint.map_or(0, |c| c.offset),
@@ -384,22 +396,65 @@ impl PartitionTask {
         }
     }
 
-    async fn flush(&mut self) {
-        let started = std::time::Instant::now();
-        let deltas = self.engine.take_deltas();
-        let missing: Vec<CellKey> = deltas
-            .keys()
+    /// Reads into the cache the cells among `keys` it does not hold (missing cells as zero).
+    async fn load_cells<'a>(&mut self, keys: impl Iterator<Item = &'a CellKey>) {
+        let missing: Vec<CellKey> = keys
             .filter(|k| !self.cache.contains_key(*k))
             .cloned()
             .collect();
+        if missing.is_empty() {
+            return;
+        }
         let loaded = self
             .retry("store read", || self.store.get_cells(&missing))
             .await;
         for (k, v) in missing.into_iter().zip(loaded) {
             self.cache.insert(k, v.unwrap_or_default());
         }
-        let mut cells = Vec::with_capacity(deltas.len());
+    }
+
+    fn cell_exists(&self, key: &CellKey) -> bool {
+        self.cache.get(key).is_some_and(|c| !c.is_zero())
+    }
+
+    async fn flush(&mut self) {
+        let started = std::time::Instant::now();
+        // In first-touch order: the order in which new values are admitted under the cap.
+        let deltas = self.engine.take_deltas();
+        self.load_cells(deltas.keys()).await;
+        let unknown = self.cap.unknown_buckets(
+            deltas
+                .iter()
+                .filter(|(k, d)| !d.is_zero() && !self.cell_exists(k))
+                .map(|(k, _)| k),
+        );
+        if !unknown.is_empty() {
+            let limit = self.cap.limit();
+            let counts = self
+                .retry("store count", || self.store.count_cells(&unknown, limit))
+                .await;
+            self.cap.set_counts(&unknown, &counts);
+        }
+        let mut routed: IndexMap<CellKey, CellValue> = IndexMap::with_capacity(deltas.len());
+        let mut folded = 0u64;
         for (k, d) in deltas {
+            let exists = self.cell_exists(&k);
+            match self.cap.route(&k, exists, d.is_zero()) {
+                Route::Keep => routed.entry(k).or_default().merge(&d),
+                Route::Fold(other) => {
+                    folded += 1;
+                    routed.entry(other).or_default().merge(&d);
+                }
+                Route::Skip => {}
+            }
+        }
+        if folded > 0 {
+            metrics::counter!("footfall_processor_values_folded_total").increment(folded);
+        }
+        // `(other)` cells the cache does not hold yet.
+        self.load_cells(routed.keys()).await;
+        let mut cells = Vec::with_capacity(routed.len());
+        for (k, d) in routed {
             let cell = self.cache.entry(k.clone()).or_default();
             cell.merge(&d);
             cells.push((k, cell.clone()));
@@ -430,6 +485,7 @@ impl PartitionTask {
             .await;
         if self.cache.len() > self.config.max_cached_cells {
             self.cache.clear();
+            self.cap.clear();
         }
         if let Err(e) = self.log.commit(CONSUMER, self.partition, self.offset).await {
             tracing::warn!(partition = self.partition, error = %e, "log commit failed");

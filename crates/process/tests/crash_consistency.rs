@@ -147,9 +147,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn killed_and_restarted_runner_yields_the_cells_of_an_uninterrupted_run() {
-    let events = traffic(6000);
+/// Runs the runner over `events` twice, once uninterrupted and once killed again and again,
+/// asserts that both end with identical cells, and returns them.
+fn uninterrupted_and_killed(
+    events: &[Event],
+    config: fn() -> RunnerConfig,
+) -> Vec<(CellKey, CellValue)> {
     // The clock stays at the first arrival, so no visit is ended as idle in either run.
     let clock = Arc::new(ManualClock::new(T0));
     let main = runtime();
@@ -225,6 +228,91 @@ fn killed_and_restarted_runner_yields_the_cells_of_an_uninterrupted_run() {
         kills >= 10,
         "only {kills} kills happened; the test proves little"
     );
+    a
+}
+
+#[test]
+fn killed_and_restarted_runner_yields_the_cells_of_an_uninterrupted_run() {
+    uninterrupted_and_killed(&traffic(6000), config);
+}
+
+/// With a cap of 4 values per bucket (the traffic has 7 pages), the values past it fold into
+/// `(other)` identically whatever the kills, the first 4 pages of each bucket in log order are
+/// the ones kept, and nothing is lost: a bucket's page cells add up to its total.
+#[test]
+fn capped_values_fold_into_other_identically_after_kills() {
+    use footfall_model::bucket::day_bucket;
+    use footfall_model::rollup::OTHER;
+    use std::collections::{BTreeMap, BTreeSet};
+    const CAP: u64 = 4;
+    fn capped() -> RunnerConfig {
+        RunnerConfig {
+            max_values_per_bucket: CAP,
+            ..config()
+        }
+    }
+    let events = traffic(3000);
+    let cells = uninterrupted_and_killed(&events, capped);
+
+    // Expected kept pages of each (site, day), worked out from the log: the first CAP distinct
+    // paths of the site's pageviews timestamped in that local day, in log order.
+    let tz = |site: u64| -> chrono_tz::Tz {
+        ["Europe/Berlin", "Asia/Kolkata", "America/New_York"][site as usize - 1]
+            .parse()
+            .unwrap()
+    };
+    let mut expected: BTreeMap<(u64, i64), Vec<String>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.is_pageview()) {
+        let kept = expected
+            .entry((e.site_id, day_bucket(tz(e.site_id), e.timestamp_us)))
+            .or_default();
+        if kept.len() < CAP as usize && !kept.contains(&e.path) {
+            kept.push(e.path.clone());
+        }
+    }
+    let mut kept: BTreeMap<(u64, i64), BTreeSet<String>> = BTreeMap::new();
+    let mut page_views: BTreeMap<(u64, i64), i64> = BTreeMap::new();
+    let mut total_views: BTreeMap<(u64, i64), i64> = BTreeMap::new();
+    let mut folded_buckets = 0;
+    for (k, v) in cells
+        .iter()
+        .filter(|(k, _)| k.granularity == Granularity::Day)
+    {
+        let at = (k.site_id, k.bucket);
+        match k.dimension {
+            Dimension::Page => {
+                *page_views.entry(at).or_default() += v.pageviews;
+                if k.value == OTHER {
+                    folded_buckets += 1;
+                } else {
+                    kept.entry(at).or_default().insert(k.value.clone());
+                }
+            }
+            Dimension::Total => *total_views.entry(at).or_default() += v.pageviews,
+            _ => {}
+        }
+    }
+    assert!(
+        folded_buckets > 0,
+        "the cap never applied; the test proves little"
+    );
+    let expected: BTreeMap<(u64, i64), BTreeSet<String>> = expected
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect();
+    assert_eq!(kept, expected);
+    assert_eq!(page_views, total_views, "folding loses no pageview");
+    for granularity in [Granularity::Hour, Granularity::Day] {
+        let mut per_bucket: BTreeMap<(u64, Dimension, i64), u64> = BTreeMap::new();
+        for (k, _) in cells.iter().filter(|(k, _)| k.granularity == granularity) {
+            if k.value != OTHER {
+                *per_bucket
+                    .entry((k.site_id, k.dimension, k.bucket))
+                    .or_default() += 1;
+            }
+        }
+        assert!(per_bucket.values().all(|n| *n <= CAP), "{granularity:?}");
+    }
 }
 
 /// The engine alone: saving its open visits and restoring them into a fresh engine after every

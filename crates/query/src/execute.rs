@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use footfall_model::bucket::{
     date_to_day, day_start_utc, day_to_date, hour_label, hours_of_day, local_date,
 };
-use footfall_model::rollup::{CellValue, Dimension, Granularity};
+use footfall_model::rollup::{CellValue, Dimension, Granularity, OTHER};
 use footfall_model::site::Site;
 use footfall_store::{CellRange, Store, StoreError, LIVE_GENERATION};
 use serde::Serialize;
@@ -48,8 +48,13 @@ pub struct Meta {
     /// Every event accepted before this instant (RFC 3339, UTC) is reflected; `null` before
     /// the processor has caught up once.
     pub complete_through: Option<String>,
-    /// Whether any figure is an estimate (a visitors sketch past its exact range).
+    /// Whether any figure is an estimate: a visitors sketch past its exact range, or values
+    /// folded into `(other)` ([`Meta::folded`]).
     pub approximate: bool,
+    /// Whether the dimension read (the breakdown's, else the filter's) had values folded into
+    /// `(other)` in the range, past the processor's cap on distinct values per bucket; a
+    /// named value's figures may then be understated, and an `(other)` row holds the rest.
+    pub folded: bool,
     /// The rollup generation the answer was read from.
     pub generation: u32,
     /// The site's time zone, in which dates and buckets are expressed.
@@ -219,6 +224,7 @@ pub async fn execute(
     let buckets = time_buckets(tz, query.time, from, to);
 
     let mut groups: HashMap<(usize, String), CellValue> = HashMap::new();
+    let mut folded = false;
     // Property cells hold `NAME␟value`; keep the asked property's, shown without the name.
     let prefix = query
         .prop
@@ -231,12 +237,15 @@ pub async fn execute(
                 None => continue,
             }
         }
-        if !query.filters.iter().all(|f| f.matches(&key.value)) {
-            continue;
-        }
         let Some(&t) = buckets.index.get(&key.bucket) else {
             continue;
         };
+        if key.value == OTHER {
+            folded = true;
+        }
+        if !query.filters.iter().all(|f| f.matches(&key.value)) {
+            continue;
+        }
         let v = if query.dimension.is_some() {
             key.value
         } else {
@@ -249,7 +258,7 @@ pub async fn execute(
             groups.entry((t, String::new())).or_default();
         }
     }
-    let approximate = groups.values().any(|c| c.visitors.is_approximate());
+    let approximate = folded || groups.values().any(|c| c.visitors.is_approximate());
 
     let mut rows: Vec<((usize, String), Vec<Value>)> = groups
         .into_iter()
@@ -325,6 +334,7 @@ pub async fn execute(
         meta: Meta {
             complete_through,
             approximate,
+            folded,
             generation,
             time_zone: site.timezone.clone(),
             currency: site.currency.clone(),

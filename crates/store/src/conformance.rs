@@ -185,6 +185,28 @@ pub async fn scans_are_bounded_and_ordered<S: Store>(store: &S) {
         ..range
     };
     assert!(store.scan_cells(&empty).await.expect("scan").is_empty());
+    // Bucket 0 of site 202's hourly pages holds /a and /b (not /gen2, another generation);
+    // bucket 7200 holds /c; bucket 3600 nothing.
+    let bucket = |b: i64| CellRange {
+        from: b,
+        to: b,
+        ..range.clone()
+    };
+    assert_eq!(
+        store
+            .count_cells(&[bucket(0), bucket(7200), bucket(3600), empty.clone()], 100)
+            .await
+            .expect("count"),
+        vec![2, 1, 0, 0]
+    );
+    assert_eq!(
+        store
+            .count_cells(std::slice::from_ref(&range), 2)
+            .await
+            .expect("count"),
+        vec![2],
+        "counting stops at the limit"
+    );
     assert_eq!(
         store.first_day(202, 1).await.expect("first day"),
         Some(18_990)
@@ -243,11 +265,22 @@ pub async fn sites_are_unique_by_domain_and_measurement_id<S: Store>(store: &S) 
     let mut changed = a.clone();
     changed.timezone = "Asia/Kolkata".into();
     changed.domain = "ignored.example".into();
+    changed.keep_query_params = vec!["q".into()];
+    changed.hash_routing = true;
     store.update_site(&changed).await.expect("update");
     let got = store.site(a.id).await.expect("get").expect("exists");
     assert_eq!(
         (got.timezone.as_str(), got.domain.as_str()),
         ("Asia/Kolkata", "a.example")
+    );
+    assert_eq!(
+        (got.keep_query_params.clone(), got.hash_routing),
+        (vec!["q".to_string()], true),
+        "path rules are mutable"
+    );
+    assert!(
+        a.keep_query_params.is_empty() && !a.hash_routing,
+        "a new site keeps no query parameters and does not route by hash"
     );
     let listed: Vec<String> = store
         .list_sites()

@@ -185,36 +185,7 @@ impl Store for EmbeddedStore {
         if range.from > range.to {
             return Ok(Vec::new());
         }
-        let start = CellKey::prefix(
-            range.site_id,
-            range.generation,
-            range.granularity,
-            range.dimension,
-            range.from,
-        )
-        .to_vec();
-        let end = match range.to.checked_add(1) {
-            Some(next) => CellKey::prefix(
-                range.site_id,
-                range.generation,
-                range.granularity,
-                range.dimension,
-                next,
-            )
-            .to_vec(),
-            None => {
-                let mut e = CellKey::prefix(
-                    range.site_id,
-                    range.generation,
-                    range.granularity,
-                    range.dimension,
-                    range.to,
-                )
-                .to_vec();
-                e.push(0xff);
-                e
-            }
-        };
+        let (start, end) = key_bounds(range);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
             let cells = txn.open_table(CELLS).map_err(storage)?;
@@ -227,6 +198,36 @@ impl Store for EmbeddedStore {
                 let key = CellKey::decode(k.value())
                     .ok_or_else(|| StoreError::Storage("a stored cell key is corrupt".into()))?;
                 out.push((key, CellValue::decode(v.value()).map_err(storage)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn count_cells(&self, ranges: &[CellRange], limit: u64) -> Result<Vec<u64>, StoreError> {
+        let bounds: Vec<Option<(Vec<u8>, Vec<u8>)>> = ranges
+            .iter()
+            .map(|r| (r.from <= r.to).then(|| key_bounds(r)))
+            .collect();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let cells = txn.open_table(CELLS).map_err(storage)?;
+            let mut out = Vec::with_capacity(bounds.len());
+            for b in &bounds {
+                let mut n = 0;
+                if let Some((start, end)) = b {
+                    for item in cells
+                        .range(start.as_slice()..end.as_slice())
+                        .map_err(storage)?
+                    {
+                        item.map_err(storage)?;
+                        n += 1;
+                        if n >= limit {
+                            break;
+                        }
+                    }
+                }
+                out.push(n);
             }
             Ok(out)
         })
@@ -338,6 +339,8 @@ impl Store for EmbeddedStore {
                     measurement_id: new.measurement_id,
                     api_secret_hash: new.api_secret_hash,
                     created_at_us: new.created_at_us,
+                    keep_query_params: Vec::new(),
+                    hash_routing: false,
                 };
                 domains.insert(site.domain.as_str(), id).map_err(storage)?;
                 mids.insert(site.measurement_id.as_str(), id)
@@ -367,6 +370,8 @@ impl Store for EmbeddedStore {
                 let updated = Site {
                     timezone: site.timezone,
                     currency: site.currency,
+                    keep_query_params: site.keep_query_params,
+                    hash_routing: site.hash_routing,
                     ..old
                 };
                 let json = serde_json::to_vec(&updated).map_err(storage)?;
@@ -495,6 +500,41 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
+
+/// The encoded key bounds `start..end` of a cell range's keys.
+fn key_bounds(range: &CellRange) -> (Vec<u8>, Vec<u8>) {
+    let start = CellKey::prefix(
+        range.site_id,
+        range.generation,
+        range.granularity,
+        range.dimension,
+        range.from,
+    )
+    .to_vec();
+    let end = match range.to.checked_add(1) {
+        Some(next) => CellKey::prefix(
+            range.site_id,
+            range.generation,
+            range.granularity,
+            range.dimension,
+            next,
+        )
+        .to_vec(),
+        None => {
+            let mut e = CellKey::prefix(
+                range.site_id,
+                range.generation,
+                range.granularity,
+                range.dimension,
+                range.to,
+            )
+            .to_vec();
+            e.push(0xff);
+            e
+        }
+    };
+    (start, end)
 }
 
 #[cfg(test)]

@@ -143,6 +143,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_cells(&self, keys: &[CellKey]) -> Result<Vec<Option<CellValue>>, StoreError>;
     /// Reads every cell in a range, ordered by bucket, then value.
     async fn scan_cells(&self, range: &CellRange) -> Result<Vec<(CellKey, CellValue)>, StoreError>;
+    /// Counts the cells in each range (one count per range, same order): the processor's
+    /// cap on distinct values per (site, bucket, dimension) reads it for single-bucket
+    /// ranges. Counting stops at `limit` (a count of `limit` means "at least `limit`").
+    async fn count_cells(&self, ranges: &[CellRange], limit: u64) -> Result<Vec<u64>, StoreError>;
     /// The earliest day bucket with data for a site's total, if any.
     async fn first_day(&self, site_id: u64, generation: u32) -> Result<Option<i64>, StoreError>;
     /// A consumer's checkpoint for a partition.
@@ -159,7 +163,7 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Conflict`] if the domain or measurement id is taken.
     async fn create_site(&self, site: NewSite) -> Result<Site, StoreError>;
-    /// Replaces a site's mutable fields (time zone, currency) by id.
+    /// Replaces a site's mutable fields (time zone, currency, path rules) by id.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id.

@@ -62,6 +62,10 @@ pub struct SiteView {
     pub currency: String,
     /// GA4 measurement id.
     pub measurement_id: String,
+    /// Query parameters kept in page paths.
+    pub keep_query_params: Vec<String>,
+    /// Whether page paths include the URL fragment.
+    pub hash_routing: bool,
     /// The Measurement Protocol secret; only in the answer that created it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_secret: Option<String>,
@@ -75,6 +79,8 @@ impl From<Site> for SiteView {
             timezone: s.timezone,
             currency: s.currency,
             measurement_id: s.measurement_id,
+            keep_query_params: s.keep_query_params,
+            hash_routing: s.hash_routing,
             api_secret: None,
         }
     }
@@ -100,6 +106,50 @@ pub struct UpdateSite {
     pub timezone: Option<String>,
     /// New currency.
     pub currency: Option<String>,
+    /// Query parameters to keep in page paths (replaces the list; `[]` keeps none).
+    pub keep_query_params: Option<Vec<String>>,
+    /// Whether page paths include the URL fragment.
+    pub hash_routing: Option<bool>,
+}
+
+/// Most query parameters a site may keep in its page paths.
+pub const MAX_KEPT_QUERY_PARAMS: usize = 20;
+
+/// Validates a list of query parameter names: at most [`MAX_KEPT_QUERY_PARAMS`], each 1–64
+/// bytes of printable ASCII other than `&`, `=`, `#`, `?` and `%`; returns them lower-cased,
+/// without duplicates, in the order given.
+///
+/// # Errors
+/// `400` naming `keep_query_params[i]`, or the list when it is too long.
+pub fn validate_query_params(raw: &[String]) -> Result<Vec<String>, ApiError> {
+    if raw.len() > MAX_KEPT_QUERY_PARAMS {
+        return Err(ApiError::bad_request(
+            "keep_query_params",
+            format!(
+                "names {} parameters; at most {MAX_KEPT_QUERY_PARAMS} may be kept",
+                raw.len()
+            ),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.iter().enumerate() {
+        let name = p.trim().to_ascii_lowercase();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"&=#?%".contains(&b));
+        if !ok {
+            return Err(ApiError::bad_request(
+                format!("keep_query_params[{i}]"),
+                format!("{p:?} is not a query parameter name such as q (1-64 printable characters, none of & = # ? %)"),
+            ));
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 /// Body of `POST /admin/keys`.
@@ -228,6 +278,12 @@ async fn update_site(
     }
     if let Some(c) = &req.currency {
         site.currency = validate_currency(c)?;
+    }
+    if let Some(params) = &req.keep_query_params {
+        site.keep_query_params = validate_query_params(params)?;
+    }
+    if let Some(h) = req.hash_routing {
+        site.hash_routing = h;
     }
     state.store.update_site(&site).await?;
     state.collector.sites().invalidate();

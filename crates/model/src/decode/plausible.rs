@@ -12,7 +12,7 @@ use super::{
     MAX_PROPS, MAX_PROP_KEY_BYTES, MAX_PROP_VALUE_BYTES, MAX_URL_BYTES,
 };
 use crate::event::Revenue;
-use crate::url_parts::{parse_page_url, truncate};
+use crate::url_parts::{normalize_fragment, parse_page_url, truncate};
 
 /// Most domains one event may name.
 pub const MAX_DOMAINS: usize = 10;
@@ -77,11 +77,12 @@ pub fn decode(body: &[u8]) -> Result<PlausibleEvent, FieldError> {
         field(&obj, "hashMode", "h"),
         Some(Value::Bool(true)) | Some(Value::Number(_))
     ) {
-        if let Some((_, fragment)) = url.split_once('#') {
-            let frag = fragment.split('?').next().unwrap_or_default();
-            if !frag.is_empty() {
+        // The hit asks for hash routing itself; the site's setting then has nothing to add.
+        if let Some(fragment) = page.fragment.take() {
+            let route = normalize_fragment(&fragment);
+            if !route.is_empty() {
                 page.path = truncate(
-                    &format!("{}#{}", page.path, frag),
+                    &format!("{}#{}", page.path, route),
                     crate::url_parts::MAX_PATH_BYTES,
                 );
             }

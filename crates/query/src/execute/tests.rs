@@ -20,6 +20,8 @@ fn site(tz: &str) -> Site {
         measurement_id: "G-X".into(),
         api_secret_hash: String::new(),
         created_at_us: 0,
+        keep_query_params: Vec::new(),
+        hash_routing: false,
     }
 }
 
@@ -425,4 +427,89 @@ async fn custom_property_breakdowns_read_only_the_named_property() {
             .metrics,
         vec![json!(3)]
     );
+}
+
+#[tokio::test]
+async fn folded_values_are_reported_in_meta_only_for_the_range_and_dimension_read() {
+    let d1 = day("2024-05-01");
+    let d2 = day("2024-05-02");
+    let cells = vec![
+        cell(
+            Granularity::Day,
+            Dimension::Total,
+            d1,
+            "",
+            &[1, 2, 3],
+            [3, 5, 0, 0],
+        ),
+        cell(
+            Granularity::Day,
+            Dimension::Page,
+            d1,
+            "/a",
+            &[1],
+            [1, 2, 0, 0],
+        ),
+        cell(
+            Granularity::Day,
+            Dimension::Page,
+            d1,
+            OTHER,
+            &[2, 3],
+            [2, 3, 0, 0],
+        ),
+        cell(
+            Granularity::Day,
+            Dimension::Page,
+            d2,
+            "/a",
+            &[4],
+            [1, 1, 0, 0],
+        ),
+    ];
+    let q = |range: [&str; 2], extra: serde_json::Value| {
+        let mut q =
+            json!({"site_id": "shop.example", "metrics": ["pageviews"], "date_range": range});
+        for (k, v) in extra.as_object().unwrap() {
+            q[k] = v.clone();
+        }
+        q
+    };
+    let now = "2024-05-10T00:00:00Z";
+    let both = ["2024-05-01", "2024-05-02"];
+    let a = answer(
+        cells.clone(),
+        "UTC",
+        q(both, json!({"dimensions": ["event:page"]})),
+        now,
+    )
+    .await;
+    assert!(a.meta.folded && a.meta.approximate);
+    let rows: Vec<(String, serde_json::Value)> = a
+        .results
+        .iter()
+        .map(|r| (r.dimensions[0].clone(), r.metrics[0].clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("(other)".into(), json!(3)), ("/a".into(), json!(3))]
+    );
+    // A filter on a folded dimension may understate the value: said too.
+    let filtered = q(both, json!({"filters": [["is", "event:page", ["/a"]]]}));
+    let a = answer(cells.clone(), "UTC", filtered, now).await;
+    assert!(a.meta.folded);
+    assert_eq!(a.results[0].metrics, vec![json!(3)]);
+    // Not folded: the second day alone, or the site total.
+    let second = ["2024-05-02", "2024-05-02"];
+    let a = answer(
+        cells.clone(),
+        "UTC",
+        q(second, json!({"dimensions": ["event:page"]})),
+        now,
+    )
+    .await;
+    assert!(!a.meta.folded && !a.meta.approximate);
+    let a = answer(cells, "UTC", q(both, json!({})), now).await;
+    assert!(!a.meta.folded);
+    assert_eq!(a.results[0].metrics, vec![json!(5)]);
 }
