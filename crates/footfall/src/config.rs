@@ -36,6 +36,75 @@ pub struct Config {
     pub geoip: GeoipConfig,
     /// The program's own log output.
     pub logging: LoggingConfig,
+    /// The raw event archive.
+    pub archive: ArchiveConfig,
+}
+
+/// `[archive]`: the raw event archive (`docs/archive.md`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Run the archiver; without it, nothing can be reprocessed and the log is never trimmed.
+    pub enabled: bool,
+    /// `file:///absolute/dir` or `s3://bucket/prefix`; empty for `DATA_DIR/archive`.
+    pub url: String,
+    /// Longest time an event waits in memory before it is written to the archive, seconds.
+    pub flush_interval_s: u64,
+    /// Most events per written batch.
+    pub max_file_events: usize,
+    /// Endpoint of an S3-compatible server (`http://127.0.0.1:9000`); empty for AWS.
+    pub s3_endpoint: String,
+    /// S3 region; empty for `AWS_REGION` or `us-east-1`.
+    pub s3_region: String,
+    /// S3 access key id; empty for `AWS_ACCESS_KEY_ID`.
+    pub s3_access_key_id: String,
+    /// S3 secret access key; empty for `AWS_SECRET_ACCESS_KEY`. Never logged.
+    pub s3_secret_access_key: String,
+    /// Allow an `http://` endpoint.
+    pub s3_allow_http: bool,
+    /// Virtual-hosted-style requests (`bucket.host`) instead of path style.
+    pub s3_virtual_hosted_style: bool,
+}
+
+impl std::fmt::Debug for ArchiveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveConfig")
+            .field("enabled", &self.enabled)
+            .field("url", &self.url)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_secret_access_key", &"(hidden)")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArchiveConfig {
+    /// The archive's URL: `url`, or `file://DATA_DIR/archive`.
+    ///
+    /// # Errors
+    /// When the data directory cannot be made absolute.
+    pub fn location(&self, data_dir: &Path) -> anyhow::Result<String> {
+        if !self.url.is_empty() {
+            return Ok(self.url.clone());
+        }
+        let dir = std::path::absolute(data_dir.join("archive"))
+            .with_context(|| format!("resolving {}", data_dir.display()))?;
+        url::Url::from_directory_path(&dir)
+            .map(|u| u.to_string())
+            .map_err(|()| anyhow!("{} cannot be written as a file:// URL", dir.display()))
+    }
+
+    /// The S3 settings.
+    pub fn s3(&self) -> footfall_archive::S3Settings {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        footfall_archive::S3Settings {
+            endpoint: opt(&self.s3_endpoint),
+            region: opt(&self.s3_region),
+            access_key_id: opt(&self.s3_access_key_id),
+            secret_access_key: opt(&self.s3_secret_access_key),
+            allow_http: self.s3_allow_http,
+            virtual_hosted_style: self.s3_virtual_hosted_style,
+        }
+    }
 }
 
 /// `[server]`.
@@ -188,6 +257,18 @@ impl Default for Config {
                 format: "text".into(),
                 level: "info".into(),
             },
+            archive: ArchiveConfig {
+                enabled: true,
+                url: String::new(),
+                flush_interval_s: 60,
+                max_file_events: 200_000,
+                s3_endpoint: String::new(),
+                s3_region: String::new(),
+                s3_access_key_id: String::new(),
+                s3_secret_access_key: String::new(),
+                s3_allow_http: false,
+                s3_virtual_hosted_style: false,
+            },
         }
     }
 }
@@ -307,6 +388,9 @@ impl Config {
         }
         for (i, p) in self.server.trusted_proxies.iter().enumerate() {
             parse_net(p).with_context(|| format!("server.trusted_proxies[{i}]"))?;
+        }
+        if self.archive.flush_interval_s == 0 || self.archive.max_file_events == 0 {
+            bail!("archive.flush_interval_s and archive.max_file_events must be at least 1");
         }
         if self.processor.max_values_per_bucket == 0 {
             bail!("processor.max_values_per_bucket must be at least 1");

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use footfall_archive::archiver::ArchiverConfig;
+use footfall_archive::Archive;
 use footfall_ingest::limits::KeyedLimiter;
 use footfall_ingest::{Collector, CollectorConfig};
 use footfall_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
@@ -56,6 +58,24 @@ pub fn open_backends(config: &Config) -> anyhow::Result<Backends> {
         embedded_log,
         store,
     })
+}
+
+/// Opens the archive named by `[archive]`, or `None` when the archiver is disabled.
+///
+/// # Errors
+/// A message naming `archive.url` when the location cannot be used.
+pub fn open_archive(config: &Config) -> anyhow::Result<Option<Archive>> {
+    if !config.archive.enabled {
+        return Ok(None);
+    }
+    let url = config.archive.location(&config.data_dir)?;
+    let archive = Archive::open(&url, &config.archive.s3()).with_context(|| {
+        format!(
+            "opening the archive (archive.url = {:?})",
+            config.archive.url
+        )
+    })?;
+    Ok(Some(archive))
 }
 
 /// The app state and collector over opened backends (shared by `serve` and the CLI's
@@ -168,6 +188,7 @@ pub async fn start_with(
 ) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let archive = open_archive(&config)?;
     let state = app_state(&config, &backends, clock.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
@@ -206,6 +227,20 @@ pub async fn start_with(
         runner_config,
         processor_stop.clone(),
     ));
+    let archiver = match &archive {
+        Some(archive) => tokio::spawn(footfall_archive::archiver::run(
+            backends.log.clone(),
+            backends.store.clone(),
+            archive.clone(),
+            ArchiverConfig {
+                flush_interval: Duration::from_secs(config.archive.flush_interval_s),
+                max_file_events: config.archive.max_file_events,
+                ..ArchiverConfig::default()
+            },
+            processor_stop.clone(),
+        )),
+        None => tokio::spawn(async {}),
+    };
     let rotation = {
         let (state, stop, clock) = (state.clone(), shutdown.clone(), clock.clone());
         tokio::spawn(async move {
@@ -265,6 +300,10 @@ pub async fn start_with(
             processor_stop.cancel();
             if let Err(e) = processor.await {
                 tracing::error!(error = %e, "processor task failed");
+            }
+            enter("writing the archiver's last files");
+            if let Err(e) = archiver.await {
+                tracing::error!(error = %e, "archiver task failed");
             }
             rotation.abort();
             enter("closing the log");

@@ -263,3 +263,50 @@ pub fn wait_caught_up(addr: SocketAddr, key: &str, site: &str) {
         through.filter(|t| *t > after).map(|_| ())
     });
 }
+
+/// A `python3` command that can import `packages` (pinned `name==version` specs): when the
+/// system Python cannot, they are installed once with pip into the test target directory,
+/// which is put on `PYTHONPATH`.
+pub fn python_with(packages: &[&str]) -> Command {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pydeps");
+    let modules: Vec<String> = packages
+        .iter()
+        .map(|p| {
+            let name = p.split(['=', '[']).next().unwrap_or(p);
+            name.replace('-', "_")
+        })
+        .collect();
+    let probe = format!("import {}", modules.join(", "));
+    let importable = |with_dir: bool| {
+        let mut c = Command::new("python3");
+        c.args(["-c", &probe])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if with_dir {
+            c.env("PYTHONPATH", &dir);
+        }
+        c.status().is_ok_and(|s| s.success())
+    };
+    if !importable(true) {
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .args(packages)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()) && importable(true),
+            "could not install {packages:?} with pip into {}",
+            dir.display()
+        );
+    }
+    let mut c = Command::new("python3");
+    c.env("PYTHONPATH", &dir);
+    c
+}
