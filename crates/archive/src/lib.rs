@@ -115,7 +115,8 @@ pub struct Selection {
 }
 
 impl Selection {
-    fn wants_file(&self, f: &FileInfo) -> bool {
+    /// Whether file `f` may hold selected events (by its name alone).
+    pub fn wants_file(&self, f: &FileInfo) -> bool {
         let (from_s, to_s) = (
             self.timestamps_us.0.div_euclid(1_000_000),
             self.timestamps_us.1.div_euclid(1_000_000),
@@ -129,7 +130,8 @@ impl Selection {
         (by_time || by_receipt) && by_offset
     }
 
-    fn wants(&self, r: &ArchivedEvent) -> bool {
+    /// Whether `r` is selected.
+    pub fn wants(&self, r: &ArchivedEvent) -> bool {
         let e = &r.event;
         self.sites.as_ref().is_none_or(|s| s.contains(&e.site_id))
             && ((self.timestamps_us.0..self.timestamps_us.1).contains(&e.timestamp_us)

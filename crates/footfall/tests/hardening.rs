@@ -52,6 +52,44 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.scan_cells(range).await
     }
+    async fn mirrors(&self, partition: u32) -> Result<Vec<footfall_store::Mirror>, StoreError> {
+        self.check()?;
+        self.inner.mirrors(partition).await
+    }
+    async fn allocate_generation(&self) -> Result<u32, StoreError> {
+        self.check()?;
+        self.inner.allocate_generation().await
+    }
+    async fn put_generation(&self, g: &footfall_store::Generation) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put_generation(g).await
+    }
+    async fn generations(
+        &self,
+        site_id: Option<u64>,
+    ) -> Result<Vec<footfall_store::Generation>, StoreError> {
+        self.check()?;
+        self.inner.generations(site_id).await
+    }
+    async fn served(&self, site_id: u64) -> Result<Vec<footfall_store::ServedSpan>, StoreError> {
+        self.check()?;
+        self.inner.served(site_id).await
+    }
+    async fn push_served(
+        &self,
+        site_id: u64,
+        spans: Vec<footfall_store::ServedSpan>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.push_served(site_id, spans).await
+    }
+    async fn pop_served(
+        &self,
+        site_id: u64,
+    ) -> Result<Vec<footfall_store::ServedSpan>, StoreError> {
+        self.check()?;
+        self.inner.pop_served(site_id).await
+    }
     async fn count_cells(&self, ranges: &[CellRange], limit: u64) -> Result<Vec<u64>, StoreError> {
         self.check()?;
         self.inner.count_cells(ranges, limit).await

@@ -13,6 +13,12 @@ pub const PAGEVIEW: &str = "pageview";
 /// accept, by outcome (props `outcome` and `count`). Not an analytics event.
 pub const INGEST_ACCOUNTING: &str = "$ingest";
 
+/// The name of a reprocess's cut record (protocol [`Protocol::Accounting`]): appended to a
+/// site's partition by `footfall reprocess` with props `generation`, `from_day` and `to_day`.
+/// The reprocess covers the site's events before it; live processing, on reading it, mirrors
+/// the site's later events into that generation. Not an analytics event.
+pub const GENERATION_CUT: &str = "$generation";
+
 /// Encoding version written as the first byte of every encoded event.
 ///
 /// Bump it when the layout of [`Event`] changes, and keep decoding the old versions.

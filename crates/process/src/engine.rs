@@ -1,6 +1,6 @@
 //! The pure processing core; see the crate docs for the rules it implements.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono_tz::Tz;
 use footfall_enrich::bots;
@@ -18,6 +18,10 @@ use crate::visit::{Contribution, Visit, VisitRow};
 /// A visit ends after this long without events: 30 minutes, µs (the session timeout of
 /// Google Analytics and Plausible).
 pub const VISIT_TIMEOUT_US: i64 = 30 * 60 * 1_000_000;
+
+/// How long after the visit timeout an idle visit ends: 60 s, µs. It allows for clock skew
+/// between collectors, whose receipt times order the log only roughly.
+pub const IDLE_GRACE_US: i64 = 60_000_000;
 
 /// What the engine needs to know about a site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,12 @@ pub struct Engine {
     /// earlier visit, interleaved client sessions).
     visits: HashMap<(u64, u64), Vec<Visit>>,
     changed: HashSet<(u64, u64)>,
+    /// Every open visit as (last arrival, (site, visitor), start), in the order visits become
+    /// idle. Visits end in this order, driven by the log's own receipt times (and by the wall
+    /// clock only when the log has nothing newer), so that the visits that end, the order of
+    /// their exit pages and the per-visitor bound behave the same in every run over the same
+    /// log, live or reprocessing, however the run is cut into flushes.
+    expiry: BTreeSet<(i64, (u64, u64), i64)>,
     /// Pending cell deltas in the order their cells were first touched, which is the order in
     /// which the processor admits new values under the per-bucket cap: log order, so the
     /// same values are admitted however the log is cut into flushes.
@@ -75,9 +85,11 @@ impl Engine {
             match postcard::from_bytes::<Vec<Visit>>(bytes) {
                 Ok(list) => {
                     if let Some(first) = list.first() {
-                        engine
-                            .visits
-                            .insert((first.site_id, first.visitor_id), list);
+                        let key = (first.site_id, first.visitor_id);
+                        for v in &list {
+                            engine.expiry.insert((v.last_received_us, key, v.start_us));
+                        }
+                        engine.visits.insert(key, list);
                     }
                 }
                 Err(_) => corrupt += 1,
@@ -102,6 +114,8 @@ impl Engine {
     pub fn process(&mut self, e: &Event, site: &SiteInfo) -> Option<bots::BotReason> {
         // Only the collector writes accounting records: a client-sent event named "$ingest"
         // arrives with its own protocol and is an ordinary (custom) event.
+        // Visits this event's receipt shows to be idle end first (see `expiry`).
+        self.close_idle(e.received_at_us);
         if e.protocol == Protocol::Accounting {
             if e.name == INGEST_ACCOUNTING {
                 self.account(e, site);
@@ -185,7 +199,9 @@ impl Engine {
         let mut list = self.visits.remove(&key).unwrap_or_default();
         if let Some(i) = list.iter().position(|v| joinable(v, e)) {
             let mut v = list.swap_remove(i);
+            self.expiry.remove(&(v.last_received_us, key, v.start_us));
             self.apply(&mut v, e, site);
+            self.expiry.insert((v.last_received_us, key, v.start_us));
             list.push(v);
             self.visits.insert(key, list);
             self.changed.insert(key);
@@ -197,15 +213,18 @@ impl Engine {
         }
         let mut v = new_visit(e, site);
         self.apply(&mut v, e, site);
+        self.expiry.insert((v.last_received_us, own, v.start_us));
         list.push(v);
         if list.len() > MAX_OPEN_VISITS_PER_VISITOR {
             if let Some(oldest) = list
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, v)| v.last_received_us)
+                .min_by_key(|(_, v)| (v.last_received_us, v.start_us))
                 .map(|(i, _)| i)
             {
                 let ended = list.remove(oldest);
+                self.expiry
+                    .remove(&(ended.last_received_us, own, ended.start_us));
                 self.end(&ended);
             }
         }
@@ -214,18 +233,21 @@ impl Engine {
     }
 
     /// Ends every visit whose last event arrived before `now_us - VISIT_TIMEOUT_US -
-    /// grace_us`: no later event can join it, so its exit page is final. Returns how many
+    /// IDLE_GRACE_US`, in the order they became idle: no later event can join them, so their
+    /// exit pages are final. [`Engine::process`] does this for each event's receipt time; the
+    /// caller does it with the wall clock when the log has nothing newer. Returns how many
     /// ended.
-    pub fn close_idle(&mut self, now_us: i64, grace_us: i64) -> usize {
+    pub fn close_idle(&mut self, now_us: i64) -> usize {
         let limit = now_us
             .saturating_sub(VISIT_TIMEOUT_US)
-            .saturating_sub(grace_us);
-        let idle: Vec<(i64, (u64, u64), i64)> = self
-            .visits
-            .iter()
-            .flat_map(|(k, l)| l.iter().map(move |v| (v.last_received_us, *k, v.start_us)))
-            .filter(|(arrived, _, _)| *arrived < limit)
-            .collect();
+            .saturating_sub(IDLE_GRACE_US);
+        let mut idle = Vec::new();
+        while let Some(first) = self.expiry.first() {
+            if first.0 >= limit {
+                break;
+            }
+            idle.extend(self.expiry.pop_first());
+        }
         let ended = idle.len();
         self.end_in_order(idle);
         ended
@@ -237,6 +259,7 @@ impl Engine {
     fn end_in_order(&mut self, mut visits: Vec<(i64, (u64, u64), i64)>) {
         visits.sort_unstable();
         for (arrived, key, start) in visits {
+            self.expiry.remove(&(arrived, key, start));
             let Some(list) = self.visits.get_mut(&key) else {
                 continue;
             };
@@ -263,23 +286,18 @@ impl Engine {
         if open <= keep {
             return 0;
         }
-        // Exactly `open - keep` visits end, ordered by last arrival, then visitor, then start:
-        // a total order, so the choice does not depend on map iteration order.
-        let mut order: Vec<(i64, (u64, u64), i64)> = self
-            .visits
-            .iter()
-            .flat_map(|(k, l)| l.iter().map(move |v| (v.last_received_us, *k, v.start_us)))
-            .collect();
+        // Exactly `open - keep` visits end, those that would become idle first.
         let cut = open - keep;
-        order.select_nth_unstable(cut - 1);
-        order.truncate(cut);
+        let order: Vec<(i64, (u64, u64), i64)> = self.expiry.iter().take(cut).copied().collect();
         self.end_in_order(order);
         cut
     }
 
-    /// Ends every open visit (end of a reprocessing run).
+    /// Ends every open visit (end of a dry-run reprocess).
     pub fn close_all(&mut self) {
-        self.close_idle(i64::MAX, 0);
+        let all: Vec<(i64, (u64, u64), i64)> =
+            std::mem::take(&mut self.expiry).into_iter().collect();
+        self.end_in_order(all);
     }
 
     /// Takes the cell deltas accumulated since the last call, in the order their cells were

@@ -38,6 +38,7 @@
 
 pub mod cap;
 pub mod engine;
+pub mod reprocess;
 pub mod runner;
 mod visit;
 

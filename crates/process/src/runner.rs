@@ -16,11 +16,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono_tz::Tz;
 use footfall_log::{Log, Offset};
+use footfall_model::bucket::day_bucket;
 use footfall_model::clock::Clock;
 use footfall_model::event::Event;
+use footfall_model::event::{Protocol, GENERATION_CUT};
+use footfall_model::rollup::Granularity;
 use footfall_model::rollup::{CellKey, CellValue};
-use footfall_store::{Checkpoint, Store, VisitWrite, WriteBatch, LIVE_GENERATION};
+use footfall_store::{
+    Checkpoint, GenerationState, Mirror, Store, VisitWrite, WriteBatch, LIVE_GENERATION, MIRROR_BIT,
+};
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
@@ -41,9 +47,6 @@ pub struct RunnerConfig {
     pub flush_interval: Duration,
     /// Most records read from the log at once.
     pub batch_size: usize,
-    /// Extra time after the visit timeout before an idle visit is ended, µs (allows for clock
-    /// skew between collectors).
-    pub idle_grace_us: i64,
     /// Flush early when this many cells have pending deltas.
     pub max_pending_cells: usize,
     /// Cached absolute cell values kept between flushes; the cache is cleared past this.
@@ -64,7 +67,6 @@ impl Default for RunnerConfig {
         RunnerConfig {
             flush_interval: Duration::from_secs(2),
             batch_size: 5000,
-            idle_grace_us: 60_000_000,
             max_pending_cells: 200_000,
             max_cached_cells: 500_000,
             site_refresh: Duration::from_secs(10),
@@ -164,6 +166,14 @@ struct PartitionTask {
     complete_through_us: i64,
     cache: HashMap<CellKey, CellValue>,
     cap: ValueCap,
+    /// Deltas taken from the engine (and mirrored) but not yet flushed, in first-touch order.
+    pending: IndexMap<CellKey, CellValue>,
+    /// Mirrors into reprocessed generations, with their site's time zone.
+    mirrors: Vec<(Mirror, Tz)>,
+    /// Mirrors registered since the last flush, written with its checkpoint.
+    new_mirrors: Vec<Mirror>,
+    /// Whether the last read reached the end of the partition.
+    caught_up: bool,
     sites: HashMap<u64, (Option<SiteInfo>, i64)>,
 }
 
@@ -191,7 +201,26 @@ impl PartitionTask {
             open_visits = engine.open_visits(),
             "processor partition started"
         );
+        let failed: std::collections::HashSet<(u64, u32)> = store
+            .generations(None)
+            .await?
+            .into_iter()
+            .filter(|g| g.state == GenerationState::Failed)
+            .map(|g| (g.site_id, g.id))
+            .collect();
+        let mut mirrors = Vec::new();
+        for m in store.mirrors(partition).await? {
+            if failed.contains(&(m.site_id, m.generation)) {
+                continue;
+            }
+            let tz = store.site(m.site_id).await?.map_or(Tz::UTC, |s| s.tz());
+            mirrors.push((m, tz));
+        }
         Ok(PartitionTask {
+            pending: IndexMap::new(),
+            mirrors,
+            new_mirrors: Vec::new(),
+            caught_up: false,
             partition,
             log,
             store,
@@ -261,7 +290,12 @@ impl PartitionTask {
                         match Event::decode(&entry.payload) {
                             Ok(event) => match self.site(event.site_id).await {
                                 Ok(Some(site)) => {
-                                    if let Some(reason) = self.engine.process(&event, &site) {
+                                    if event.protocol == Protocol::Accounting
+                                        && event.name == GENERATION_CUT
+                                    {
+                                        self.cut(&event, entry.offset, &site);
+                                    } else if let Some(reason) = self.engine.process(&event, &site)
+                                    {
                                         metrics::counter!("footfall_processor_bot_events_total", "reason" => reason.as_str()).increment(1);
                                     }
                                 }
@@ -290,6 +324,7 @@ impl PartitionTask {
                         }
                         self.offset = entry.offset + 1;
                     }
+                    self.caught_up = caught_up;
                     if caught_up && self.complete_through_us < started_us {
                         self.complete_through_us = started_us;
                         dirty = true;
@@ -307,11 +342,10 @@ impl PartitionTask {
             if last_flush.elapsed() >= self.config.flush_interval
                 || self.engine.pending_cells() >= self.config.max_pending_cells
             {
-                if self
-                    .engine
-                    .close_idle(self.clock.now_us(), self.config.idle_grace_us)
-                    > 0
-                {
+                // Events end the visits their receipt shows to be idle; the wall clock does
+                // only at the end of the log (behind it, a visit whose next event is already
+                // in the log must not end for want of reading it).
+                if self.caught_up && self.engine.close_idle(self.clock.now_us()) > 0 {
                     dirty = true;
                 }
                 if self.engine.open_visits() > self.config.max_open_visits {
@@ -413,6 +447,75 @@ impl PartitionTask {
         }
     }
 
+    /// A reprocess's cut record for `site`: visits idle at the cut end now (the reprocess
+    /// ends the same ones), and from here on the site's deltas for the cut's days are
+    /// mirrored into its generation.
+    fn cut(&mut self, e: &Event, offset: Offset, site: &SiteInfo) {
+        let prop = |k: &str| {
+            e.props
+                .iter()
+                .find(|(n, _)| n == k)
+                .and_then(|(_, v)| v.parse::<i64>().ok())
+        };
+        let (Some(generation), Some(from_day), Some(to_day)) =
+            (prop("generation"), prop("from_day"), prop("to_day"))
+        else {
+            tracing::warn!(
+                partition = self.partition,
+                offset,
+                "a generation cut record lacks its props; ignored"
+            );
+            return;
+        };
+        let Ok(generation) = u32::try_from(generation) else {
+            return;
+        };
+        self.engine.close_idle(e.received_at_us);
+        self.take_mirrored();
+        let mirror = Mirror {
+            partition: self.partition,
+            generation,
+            site_id: e.site_id,
+            from_day,
+            to_day,
+            cut_offset: offset,
+        };
+        let tz: Tz = site.timezone.parse().unwrap_or(Tz::UTC);
+        self.mirrors.push((mirror, tz));
+        self.new_mirrors.push(mirror);
+        tracing::info!(
+            partition = self.partition,
+            generation,
+            site_id = e.site_id,
+            offset,
+            "mirroring live events into a reprocessed generation"
+        );
+    }
+
+    /// Moves the engine's deltas into `pending`, adding each delta of a mirrored site and day
+    /// to the mirror's generation too.
+    fn take_mirrored(&mut self) {
+        for (k, d) in self.engine.take_deltas() {
+            for (m, tz) in &self.mirrors {
+                if m.site_id != k.site_id || k.generation != LIVE_GENERATION {
+                    continue;
+                }
+                let day = match k.granularity {
+                    Granularity::Day => k.bucket,
+                    Granularity::Hour => day_bucket(*tz, k.bucket.saturating_mul(1_000_000)),
+                };
+                if (m.from_day..=m.to_day).contains(&day) {
+                    let mirrored = CellKey {
+                        generation: m.generation | MIRROR_BIT,
+                        ..k.clone()
+                    };
+                    self.pending.entry(mirrored).or_default().merge(&d);
+                }
+            }
+            self.pending.entry(k).or_default().merge(&d);
+        }
+    }
+
     fn cell_exists(&self, key: &CellKey) -> bool {
         self.cache.get(key).is_some_and(|c| !c.is_zero())
     }
@@ -420,7 +523,8 @@ impl PartitionTask {
     async fn flush(&mut self) {
         let started = std::time::Instant::now();
         // In first-touch order: the order in which new values are admitted under the cap.
-        let deltas = self.engine.take_deltas();
+        self.take_mirrored();
+        let deltas = std::mem::take(&mut self.pending);
         self.load_cells(deltas.keys()).await;
         let unknown = self.cap.unknown_buckets(
             deltas
@@ -479,6 +583,7 @@ impl PartitionTask {
                 offset: self.offset,
                 complete_through_us: self.complete_through_us,
             }],
+            mirrors: std::mem::take(&mut self.new_mirrors),
         };
         let batch = Arc::new(batch);
         self.retry("store write", || self.store.write_batch(batch.clone()))

@@ -3,7 +3,10 @@
 
 use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity};
 
-use crate::{ApiKey, CellRange, Checkpoint, NewSite, Store, StoreError, VisitWrite, WriteBatch};
+use crate::{
+    ApiKey, CellRange, Checkpoint, Generation, GenerationState, NewSite, ServedSpan, Store,
+    StoreError, VisitWrite, WriteBatch,
+};
 
 fn key(site_id: u64, dimension: Dimension, bucket: i64, value: &str) -> CellKey {
     CellKey {
@@ -32,6 +35,7 @@ pub async fn run_all<S: Store>(store: &S) {
     scans_are_bounded_and_ordered(store).await;
     sites_are_unique_by_domain_and_measurement_id(store).await;
     keys_and_salts(store).await;
+    generations_and_served_spans(store).await;
 }
 
 /// A batch's cells, visit states and checkpoint are all visible after it returns; a later
@@ -52,6 +56,7 @@ pub async fn batches_write_cells_visits_and_checkpoints<S: Store>(store: &S) {
             offset: 42,
             complete_through_us: 1000,
         }],
+        mirrors: Vec::new(),
     };
     store
         .write_batch(std::sync::Arc::new(batch))
@@ -91,6 +96,7 @@ pub async fn batches_write_cells_visits_and_checkpoints<S: Store>(store: &S) {
             offset: 50,
             complete_through_us: 2000,
         }],
+        mirrors: Vec::new(),
     };
     store
         .write_batch(std::sync::Arc::new(batch))
@@ -322,4 +328,81 @@ pub async fn keys_and_salts<S: Store>(store: &S) {
         .await
         .expect("names")
         .contains(&"day:2024-01-01".to_string()));
+}
+
+/// Generation ids are never handed out twice; records are kept per site; served spans keep a
+/// history that `pop_served` walks back.
+pub async fn generations_and_served_spans<S: Store>(store: &S) {
+    let a = store.allocate_generation().await.expect("allocate");
+    let b = store.allocate_generation().await.expect("allocate");
+    assert!(a >= 2 && b > a, "ids {a}, {b}");
+    let g = |site_id: u64, id: u32| Generation {
+        id,
+        site_id,
+        from_day: 19_000,
+        to_day: 19_030,
+        state: GenerationState::Building,
+        partition: 1,
+        cut_offset: 77,
+        created_at_us: 5,
+        events: 0,
+    };
+    let mirror = |partition: u32, generation: u32| crate::Mirror {
+        partition,
+        generation,
+        site_id: 404,
+        from_day: 19_000,
+        to_day: 19_030,
+        cut_offset: 77,
+    };
+    store
+        .write_batch(std::sync::Arc::new(WriteBatch {
+            consumer: "processor".into(),
+            mirrors: vec![mirror(6, a), mirror(6, b), mirror(7, a)],
+            ..Default::default()
+        }))
+        .await
+        .expect("write");
+    assert_eq!(
+        store.mirrors(6).await.expect("mirrors"),
+        vec![mirror(6, a), mirror(6, b)]
+    );
+    assert_eq!(store.mirrors(8).await.expect("mirrors"), vec![]);
+    store.put_generation(&g(404, a)).await.expect("put");
+    store.put_generation(&g(405, b)).await.expect("put");
+    let ready = Generation {
+        state: GenerationState::Ready,
+        events: 12,
+        ..g(404, a)
+    };
+    store.put_generation(&ready).await.expect("put");
+    assert_eq!(
+        store.generations(Some(404)).await.expect("list"),
+        vec![ready.clone()]
+    );
+    let all = store.generations(None).await.expect("list");
+    assert!(all.contains(&ready) && all.contains(&g(405, b)));
+
+    assert_eq!(store.served(404).await.expect("served"), vec![]);
+    assert!(matches!(
+        store.pop_served(404).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let first = vec![ServedSpan {
+        from_day: 19_000,
+        to_day: 19_030,
+        generation: a,
+    }];
+    let second = vec![ServedSpan {
+        from_day: 19_010,
+        to_day: 19_011,
+        generation: b,
+    }];
+    store.push_served(404, first.clone()).await.expect("push");
+    store.push_served(404, second.clone()).await.expect("push");
+    assert_eq!(store.served(404).await.expect("served"), second);
+    assert_eq!(store.served(405).await.expect("served"), vec![]);
+    assert_eq!(store.pop_served(404).await.expect("pop"), first);
+    assert_eq!(store.pop_served(404).await.expect("pop"), vec![]);
+    assert_eq!(store.served(404).await.expect("served"), vec![]);
 }

@@ -3,7 +3,9 @@
 //! Tables: `cells` (encoded [`CellKey`] → encoded [`CellValue`]), `checkpoints`
 //! ((consumer, partition) → postcard [`Checkpoint`]), `visits` ((partition, site, visitor) →
 //! processor bytes), `sites` (id → JSON), `site_domains`, `site_measurement_ids` (→ id),
-//! `api_keys` (hash → JSON), `salts` (name → 32 bytes), `meta` (name → u64).
+//! `api_keys` (hash → JSON), `salts` (name → 32 bytes), `meta` (name → u64),
+//! `generations` ((site, id) → JSON), `served` (site → JSON history of served spans),
+//! `mirrors` ((partition, generation, site) → JSON).
 //! A [`WriteBatch`] is one write transaction, committed with fsync.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,10 @@ use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity};
 use footfall_model::site::Site;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::{ApiKey, CellRange, Checkpoint, NewSite, Store, StoreError, WriteBatch};
+use crate::{
+    ApiKey, CellRange, Checkpoint, Generation, Mirror, NewSite, ServedSpan, Store, StoreError,
+    WriteBatch,
+};
 
 const CELLS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cells");
 const CHECKPOINTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("checkpoints");
@@ -25,6 +30,9 @@ const SITE_MIDS: TableDefinition<&str, u64> = TableDefinition::new("site_measure
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 const SALTS: TableDefinition<&str, &[u8]> = TableDefinition::new("salts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const GENERATIONS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("generations");
+const SERVED: TableDefinition<u64, &[u8]> = TableDefinition::new("served");
+const MIRRORS: TableDefinition<(u32, u32, u64), &[u8]> = TableDefinition::new("mirrors");
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(e.to_string())
@@ -84,6 +92,9 @@ impl EmbeddedStore {
             init(txn.open_table(KEYS).map(drop))?;
             init(txn.open_table(SALTS).map(drop))?;
             init(txn.open_table(META).map(drop))?;
+            init(txn.open_table(GENERATIONS).map(drop))?;
+            init(txn.open_table(SERVED).map(drop))?;
+            init(txn.open_table(MIRRORS).map(drop))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -152,6 +163,13 @@ impl Store for EmbeddedStore {
                             visits.remove(k).map_err(storage)?;
                         }
                     }
+                }
+                let mut mirrors = txn.open_table(MIRRORS).map_err(storage)?;
+                for m in &batch.mirrors {
+                    let json = serde_json::to_vec(m).map_err(storage)?;
+                    mirrors
+                        .insert((m.partition, m.generation, m.site_id), json.as_slice())
+                        .map_err(storage)?;
                 }
                 let mut cps = txn.open_table(CHECKPOINTS).map_err(storage)?;
                 for cp in &batch.checkpoints {
@@ -420,6 +438,119 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn mirrors(&self, partition: u32) -> Result<Vec<Mirror>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(MIRRORS).map_err(storage)?;
+            table
+                .range((partition, 0, 0)..=(partition, u32::MAX, u64::MAX))
+                .map_err(storage)?
+                .map(|item| {
+                    let (_, v) = item.map_err(storage)?;
+                    serde_json::from_slice(v.value()).map_err(storage)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn allocate_generation(&self) -> Result<u32, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            let id = {
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                let id = meta
+                    .get("next_generation")
+                    .map_err(storage)?
+                    .map_or(2, |v| v.value());
+                meta.insert("next_generation", id + 1).map_err(storage)?;
+                id
+            };
+            txn.commit().map_err(storage)?;
+            u32::try_from(id)
+                .map_err(|_| StoreError::Storage("generation ids are exhausted".into()))
+        })
+        .await
+    }
+
+    async fn put_generation(&self, generation: &Generation) -> Result<(), StoreError> {
+        let g = generation.clone();
+        self.blocking(move |db| {
+            let json = serde_json::to_vec(&g).map_err(storage)?;
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(GENERATIONS)
+                .map_err(storage)?
+                .insert((g.site_id, g.id), json.as_slice())
+                .map_err(storage)?;
+            txn.commit().map_err(storage)
+        })
+        .await
+    }
+
+    async fn generations(&self, site_id: Option<u64>) -> Result<Vec<Generation>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(GENERATIONS).map_err(storage)?;
+            let range = match site_id {
+                Some(s) => table.range((s, 0)..=(s, u32::MAX)),
+                None => table.range::<(u64, u32)>(..),
+            }
+            .map_err(storage)?;
+            range
+                .map(|item| {
+                    let (_, v) = item.map_err(storage)?;
+                    serde_json::from_slice(v.value()).map_err(storage)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn served(&self, site_id: u64) -> Result<Vec<ServedSpan>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(SERVED).map_err(storage)?;
+            Ok(read_served(&table, site_id)?.pop().unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn push_served(&self, site_id: u64, spans: Vec<ServedSpan>) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut table = txn.open_table(SERVED).map_err(storage)?;
+                let mut history = read_served(&table, site_id)?;
+                history.push(spans);
+                let json = serde_json::to_vec(&history).map_err(storage)?;
+                table.insert(site_id, json.as_slice()).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)
+        })
+        .await
+    }
+
+    async fn pop_served(&self, site_id: u64) -> Result<Vec<ServedSpan>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage)?;
+            let current = {
+                let mut table = txn.open_table(SERVED).map_err(storage)?;
+                let mut history = read_served(&table, site_id)?;
+                if history.pop().is_none() {
+                    return Err(StoreError::NotFound(format!(
+                        "an earlier served generation for site {site_id}"
+                    )));
+                }
+                let json = serde_json::to_vec(&history).map_err(storage)?;
+                table.insert(site_id, json.as_slice()).map_err(storage)?;
+                history.pop().unwrap_or_default()
+            };
+            txn.commit().map_err(storage)?;
+            Ok(current)
+        })
+        .await
+    }
+
     async fn put_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         let key = key.clone();
         self.blocking(move |db| {
@@ -499,6 +630,16 @@ impl Store for EmbeddedStore {
             txn.commit().map_err(storage)
         })
         .await
+    }
+}
+
+fn read_served(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    site_id: u64,
+) -> Result<Vec<Vec<ServedSpan>>, StoreError> {
+    match table.get(site_id).map_err(storage)? {
+        Some(v) => serde_json::from_slice(v.value()).map_err(storage),
+        None => Ok(Vec::new()),
     }
 }
 

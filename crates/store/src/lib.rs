@@ -23,6 +23,104 @@ use serde::{Deserialize, Serialize};
 /// others (DESIGN §4.6).
 pub const LIVE_GENERATION: u32 = 1;
 
+/// Bit set in the id of a generation's **mirror**: the cells that live processing adds to a
+/// reprocessed generation for events after the reprocess's cut (DESIGN §4.6). A query that
+/// serves generation `g` reads `g` and `g | MIRROR_BIT` and adds them.
+pub const MIRROR_BIT: u32 = 1 << 31;
+
+/// The state of a reprocessed generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerationState {
+    /// A reprocess is writing it.
+    Building,
+    /// Complete; it can be served.
+    Ready,
+    /// Its reprocess failed or was a dry run; never served, no longer mirrored.
+    Failed,
+}
+
+/// A generation of one site's rollups written by `footfall reprocess`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// Generation id (2, 3, …; 1 is live processing).
+    pub id: u32,
+    /// Site.
+    pub site_id: u64,
+    /// First and last local day it covers (days since 1970-01-01 in the site's time zone).
+    pub from_day: i64,
+    /// Last day, inclusive.
+    pub to_day: i64,
+    /// Its state.
+    pub state: GenerationState,
+    /// The site's log partition.
+    pub partition: u32,
+    /// Offset of the reprocess's cut record in that partition: the reprocess covers the
+    /// events below it, live processing mirrors the events above it.
+    pub cut_offset: u64,
+    /// Creation time, UTC µs.
+    pub created_at_us: i64,
+    /// Events the reprocess read.
+    pub events: u64,
+}
+
+/// A span of days served from one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedSpan {
+    /// First local day, inclusive.
+    pub from_day: i64,
+    /// Last local day, inclusive.
+    pub to_day: i64,
+    /// The generation served for these days.
+    pub generation: u32,
+}
+
+/// The generation that serves `day` under `spans` ([`LIVE_GENERATION`] outside them).
+pub fn served_generation(spans: &[ServedSpan], day: i64) -> u32 {
+    spans
+        .iter()
+        .find(|s| (s.from_day..=s.to_day).contains(&day))
+        .map_or(LIVE_GENERATION, |s| s.generation)
+}
+
+/// `spans` with days `from..=to` served from `generation` instead (spans it overlaps are
+/// cut), sorted by day.
+pub fn with_span(
+    spans: &[ServedSpan],
+    from_day: i64,
+    to_day: i64,
+    generation: u32,
+) -> Vec<ServedSpan> {
+    let mut out = Vec::with_capacity(spans.len() + 2);
+    for s in spans {
+        if s.to_day < from_day || s.from_day > to_day {
+            out.push(*s);
+            continue;
+        }
+        if s.from_day < from_day {
+            out.push(ServedSpan {
+                to_day: from_day - 1,
+                ..*s
+            });
+        }
+        if s.to_day > to_day {
+            out.push(ServedSpan {
+                from_day: to_day + 1,
+                ..*s
+            });
+        }
+    }
+    if generation != LIVE_GENERATION {
+        out.push(ServedSpan {
+            from_day,
+            to_day,
+            generation,
+        });
+    }
+    out.sort_by_key(|s| s.from_day);
+    out
+}
+
 /// Errors of store operations.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -82,6 +180,29 @@ pub struct WriteBatch {
     pub visits: Vec<VisitWrite>,
     /// New positions.
     pub checkpoints: Vec<Checkpoint>,
+    /// Mirrors registered by live processing since the last batch.
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A mirror that live processing keeps for a reprocessed generation: the cell deltas of the
+/// site's events after `cut_offset` in `partition`, for the site's days
+/// `from_day..=to_day`, are also added to generation `generation | MIRROR_BIT`. Registered
+/// when the processor reads the reprocess's cut record, in the same batch as the checkpoint
+/// that passes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mirror {
+    /// Log partition.
+    pub partition: u32,
+    /// The reprocessed generation (without [`MIRROR_BIT`]).
+    pub generation: u32,
+    /// Site.
+    pub site_id: u64,
+    /// First local day, inclusive.
+    pub from_day: i64,
+    /// Last local day, inclusive.
+    pub to_day: i64,
+    /// Offset of the cut record.
+    pub cut_offset: u64,
 }
 
 /// A cell range to read: one site, generation, granularity and dimension, buckets
@@ -155,6 +276,8 @@ pub trait Store: Send + Sync + 'static {
         consumer: &str,
         partition: u32,
     ) -> Result<Option<Checkpoint>, StoreError>;
+    /// The mirrors registered for a partition.
+    async fn mirrors(&self, partition: u32) -> Result<Vec<Mirror>, StoreError>;
     /// Open-visit states saved for a partition.
     async fn load_visits(&self, partition: u32) -> Result<Vec<Vec<u8>>, StoreError>;
 
@@ -180,6 +303,24 @@ pub trait Store: Send + Sync + 'static {
     /// Every site, by id.
     async fn list_sites(&self) -> Result<Vec<Site>, StoreError>;
 
+    /// Allocates a new generation id (2, 3, …), never handed out twice.
+    async fn allocate_generation(&self) -> Result<u32, StoreError>;
+    /// Saves a generation record (replacing the one with its site and id).
+    async fn put_generation(&self, generation: &Generation) -> Result<(), StoreError>;
+    /// The generation records of one site, or of every site, by site and id.
+    async fn generations(&self, site_id: Option<u64>) -> Result<Vec<Generation>, StoreError>;
+    /// The site's served spans: the newest entry of its history (empty: everything is served
+    /// from [`LIVE_GENERATION`]).
+    async fn served(&self, site_id: u64) -> Result<Vec<ServedSpan>, StoreError>;
+    /// Makes `spans` the site's served spans, keeping the previous ones for
+    /// [`Store::pop_served`]; atomic.
+    async fn push_served(&self, site_id: u64, spans: Vec<ServedSpan>) -> Result<(), StoreError>;
+    /// Restores the site's previous served spans and returns them; atomic.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is nothing to roll back to.
+    async fn pop_served(&self, site_id: u64) -> Result<Vec<ServedSpan>, StoreError>;
+
     /// Saves an API key record.
     async fn put_key(&self, key: &ApiKey) -> Result<(), StoreError>;
     /// Looks an API key up by its hash.
@@ -192,4 +333,34 @@ pub trait Store: Send + Sync + 'static {
     async fn salt_names(&self) -> Result<Vec<String>, StoreError>;
     /// Deletes a salt.
     async fn delete_salt(&self, name: &str) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    fn span(from_day: i64, to_day: i64, generation: u32) -> ServedSpan {
+        ServedSpan {
+            from_day,
+            to_day,
+            generation,
+        }
+    }
+
+    #[test]
+    fn a_new_span_cuts_the_spans_it_overlaps() {
+        let spans = vec![span(10, 20, 2)];
+        assert_eq!(
+            with_span(&spans, 15, 25, 3),
+            vec![span(10, 14, 2), span(15, 25, 3)]
+        );
+        assert_eq!(
+            with_span(&spans, 12, 13, 4),
+            vec![span(10, 11, 2), span(12, 13, 4), span(14, 20, 2)]
+        );
+        assert_eq!(with_span(&spans, 0, 30, LIVE_GENERATION), vec![]);
+        assert_eq!(served_generation(&spans, 9), LIVE_GENERATION);
+        assert_eq!(served_generation(&spans, 10), 2);
+        assert_eq!(served_generation(&spans, 20), 2);
+    }
 }

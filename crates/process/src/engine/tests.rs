@@ -352,15 +352,9 @@ fn idle_visits_close_only_after_the_timeout_and_grace() {
     let mut e = Engine::new();
     let ev = pv(1, "2024-05-01T10:00:00Z", "/a");
     e.process(&ev, &s);
+    assert_eq!(e.close_idle(ev.received_at_us + VISIT_TIMEOUT_US), 0);
     assert_eq!(
-        e.close_idle(ev.received_at_us + VISIT_TIMEOUT_US, 60_000_000),
-        0
-    );
-    assert_eq!(
-        e.close_idle(
-            ev.received_at_us + VISIT_TIMEOUT_US + 60_000_001,
-            60_000_000
-        ),
+        e.close_idle(ev.received_at_us + VISIT_TIMEOUT_US + IDLE_GRACE_US + 1),
         1
     );
     assert_eq!(e.open_visits(), 0);
