@@ -1,5 +1,6 @@
-//! The `footfall` binary: `serve` runs every role; `sites`, `keys` and `import` administer
-//! a data directory (through the running server when there is one).
+//! The `footfall` binary: `serve` runs every role; `sites`, `keys`, `import`, `reprocess`
+//! and `generations` administer a data directory (through the running server when there is
+//! one).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,31 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Recompute a range of days from the raw event archive into a new generation and serve
+    /// it (after a fix to processing rules, a bot list or a site's time zone).
+    Reprocess {
+        /// First day, YYYY-MM-DD, in each site's time zone.
+        #[arg(long)]
+        from: String,
+        /// Last day, inclusive.
+        #[arg(long)]
+        to: String,
+        /// Only this site (its domain) [default: every site].
+        #[arg(long)]
+        site: Option<String>,
+        /// Compute and print old versus new daily figures; write and switch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List served generations, or roll a site back to the answers it served before its
+    /// last reprocess.
+    Generations {
+        #[command(subcommand)]
+        command: GenerationsCommand,
     },
     /// Import access logs as pageviews (exactly once per file, resumable).
     Import {
@@ -116,6 +142,22 @@ enum SitesCommand {
 }
 
 #[derive(Subcommand)]
+enum GenerationsCommand {
+    /// Show each site's served spans and its reprocessed generations.
+    List {
+        /// Only this site.
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Serve what the site served before its last switch (repeat to go further back).
+    Rollback {
+        /// The site's domain.
+        #[arg(long)]
+        site: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Create an API key that may read the given sites; prints it once (only a hash is kept).
     Create {
@@ -137,6 +179,10 @@ fn init_tracing(config: &Config) {
     } else {
         builder.init();
     }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
@@ -257,6 +303,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = admin
                 .call(Method::POST, "/admin/keys", Some(&json!({"sites": sites})))
                 .await;
+            admin.close();
+            print_json(&result?)
+        }
+        Command::Reprocess {
+            from,
+            to,
+            site,
+            dry_run,
+            json: as_json,
+        } => {
+            let admin = AdminClient::connect(&config).await?;
+            let args = footfall::reprocess_cli::ReprocessArgs {
+                from,
+                to,
+                site,
+                dry_run,
+                progress: !as_json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let result = footfall::reprocess_cli::reprocess(&admin, &args).await;
+            admin.close();
+            let outcome = result?;
+            if as_json {
+                print_json(&outcome)
+            } else {
+                print!("{}", footfall::reprocess_cli::render(&outcome, dry_run));
+                Ok(())
+            }
+        }
+        Command::Generations { command } => {
+            let admin = AdminClient::connect(&config).await?;
+            let result = match command {
+                GenerationsCommand::List { site } => {
+                    let path = match site {
+                        Some(s) => format!("/admin/generations?site={}", urlencode(&s)),
+                        None => "/admin/generations".to_string(),
+                    };
+                    admin.call(Method::GET, &path, None).await
+                }
+                GenerationsCommand::Rollback { site } => {
+                    admin
+                        .call(
+                            Method::POST,
+                            "/admin/generations/rollback",
+                            Some(&json!({"site": site})),
+                        )
+                        .await
+                }
+            };
             admin.close();
             print_json(&result?)
         }

@@ -60,6 +60,17 @@ pub fn open_backends(config: &Config) -> anyhow::Result<Backends> {
     })
 }
 
+/// The processor's settings from `[processor]`.
+pub fn runner_config(config: &Config) -> RunnerConfig {
+    RunnerConfig {
+        flush_interval: Duration::from_millis(config.processor.flush_interval_ms),
+        batch_size: config.processor.batch_size,
+        max_open_visits: config.processor.max_open_visits,
+        max_values_per_bucket: config.processor.max_values_per_bucket,
+        ..RunnerConfig::default()
+    }
+}
+
 /// Opens the archive named by `[archive]`, or `None` when the archiver is disabled.
 ///
 /// # Errors
@@ -129,6 +140,9 @@ pub async fn app_state(
             config.limits.queries_per_key_per_s,
             config.limits.query_burst_per_key,
         ),
+        archive: open_archive(config)?,
+        processor_config: runner_config(config),
+        jobs: Default::default(),
         metrics_access: match (
             config.server.metrics_public,
             config.server.metrics_token.as_str(),
@@ -188,7 +202,6 @@ pub async fn start_with(
 ) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let archive = open_archive(&config)?;
     let state = app_state(&config, &backends, clock.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
@@ -213,21 +226,14 @@ pub async fn start_with(
             .with_graceful_shutdown(http_stop.clone().cancelled_owned())
             .into_future(),
     );
-    let runner_config = RunnerConfig {
-        flush_interval: Duration::from_millis(config.processor.flush_interval_ms),
-        batch_size: config.processor.batch_size,
-        max_open_visits: config.processor.max_open_visits,
-        max_values_per_bucket: config.processor.max_values_per_bucket,
-        ..RunnerConfig::default()
-    };
     let processor = tokio::spawn(runner::run(
         backends.log.clone(),
         backends.store.clone(),
         clock.clone(),
-        runner_config,
+        state.processor_config.clone(),
         processor_stop.clone(),
     ));
-    let archiver = match &archive {
+    let archiver = match &state.archive {
         Some(archive) => tokio::spawn(footfall_archive::archiver::run(
             backends.log.clone(),
             backends.store.clone(),

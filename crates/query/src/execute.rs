@@ -22,7 +22,7 @@ use footfall_model::bucket::{
 };
 use footfall_model::rollup::{CellValue, Dimension, Granularity, OTHER};
 use footfall_model::site::Site;
-use footfall_store::{CellRange, Store, StoreError, LIVE_GENERATION};
+use footfall_store::{CellRange, ServedSpan, Store, StoreError, LIVE_GENERATION, MIRROR_BIT};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -55,8 +55,12 @@ pub struct Meta {
     /// `(other)` in the range, past the processor's cap on distinct values per bucket; a
     /// named value's figures may then be understated, and an `(other)` row holds the rest.
     pub folded: bool,
-    /// The rollup generation the answer was read from.
+    /// The rollup generation the answer was read from: 1 for live processing, or the
+    /// newest reprocessed generation serving any day of the range.
     pub generation: u32,
+    /// Every generation serving a day of the range, ascending (one unless a reprocess
+    /// covered part of the range).
+    pub generations: Vec<u32>,
     /// The site's time zone, in which dates and buckets are expressed.
     pub time_zone: String,
     /// The site's currency (ISO 4217), in which `total_revenue` is expressed.
@@ -160,6 +164,32 @@ fn metric_value(metric: Metric, c: &CellValue, currency_exponent: u32) -> Value 
     }
 }
 
+/// Splits days `from..=to` into runs served by one generation each: (first, last, generation).
+fn segments(spans: &[ServedSpan], from: i64, to: i64) -> Vec<(i64, i64, u32)> {
+    let mut out: Vec<(i64, i64, u32)> = Vec::new();
+    let mut day = from;
+    while day <= to {
+        let (g, end) = match spans
+            .iter()
+            .find(|s| (s.from_day..=s.to_day).contains(&day))
+        {
+            Some(s) => (s.generation, s.to_day.min(to)),
+            None => {
+                let next = spans
+                    .iter()
+                    .map(|s| s.from_day)
+                    .filter(|f| *f > day)
+                    .min()
+                    .map_or(to, |f| (f - 1).min(to));
+                (LIVE_GENERATION, next)
+            }
+        };
+        out.push((day, end, g));
+        day = end + 1;
+    }
+    out
+}
+
 /// Answers `query` for `site`, reading cells from `store`. `now_us` fixes "today";
 /// `partitions` is the log's partition count (it locates the site's checkpoint).
 ///
@@ -198,29 +228,50 @@ pub async fn execute(
         .dimension
         .or(query.filters.first().map(|f| f.dimension))
         .unwrap_or(Dimension::Total);
-    let range = if hourly {
-        let end = to
-            .succ_opt()
-            .map_or(day_start_utc(tz, to) + 86_400, |d| day_start_utc(tz, d));
-        CellRange {
-            site_id: site.id,
-            generation,
-            granularity: Granularity::Hour,
-            dimension,
-            from: day_start_utc(tz, from),
-            to: end - 1,
+    // Days are served from the generation the site's served spans name (live processing's
+    // outside them); a reprocessed generation's cells add up with its mirror's.
+    let spans = store.served(site.id).await?;
+    let mut cells = Vec::new();
+    let mut generations: Vec<u32> = Vec::new();
+    for (a, b, g) in segments(&spans, date_to_day(from), date_to_day(to)) {
+        let (Some(a), Some(b)) = (day_to_date(a), day_to_date(b)) else {
+            continue;
+        };
+        if !generations.contains(&g) {
+            generations.push(g);
         }
-    } else {
-        CellRange {
-            site_id: site.id,
-            generation,
-            granularity: Granularity::Day,
-            dimension,
-            from: date_to_day(from),
-            to: date_to_day(to),
+        let reads: &[u32] = if g == LIVE_GENERATION {
+            &[g]
+        } else {
+            &[g, g | MIRROR_BIT]
+        };
+        for &generation in reads {
+            let range = if hourly {
+                let end = b
+                    .succ_opt()
+                    .map_or(day_start_utc(tz, b) + 86_400, |d| day_start_utc(tz, d));
+                CellRange {
+                    site_id: site.id,
+                    generation,
+                    granularity: Granularity::Hour,
+                    dimension,
+                    from: day_start_utc(tz, a),
+                    to: end - 1,
+                }
+            } else {
+                CellRange {
+                    site_id: site.id,
+                    generation,
+                    granularity: Granularity::Day,
+                    dimension,
+                    from: date_to_day(a),
+                    to: date_to_day(b),
+                }
+            };
+            cells.extend(store.scan_cells(&range).await?);
         }
-    };
-    let cells = store.scan_cells(&range).await?;
+    }
+    generations.sort_unstable();
     let buckets = time_buckets(tz, query.time, from, to);
 
     let mut groups: HashMap<(usize, String), CellValue> = HashMap::new();
@@ -335,7 +386,8 @@ pub async fn execute(
             complete_through,
             approximate,
             folded,
-            generation,
+            generation: generations.last().copied().unwrap_or(LIVE_GENERATION),
+            generations,
             time_zone: site.timezone.clone(),
             currency: site.currency.clone(),
             date_range: [

@@ -7,11 +7,13 @@
 //! |---|---|---|
 //! | `POST /admin/sites` | `{domain, timezone, currency?}` | `201` site with `api_secret` (shown once) |
 //! | `GET /admin/sites` | | sites |
-//! | `PATCH /admin/sites/{domain}` | `{timezone?, currency?}` | site |
+//! | `PATCH /admin/sites/{domain}` | `{timezone?, currency?, keep_query_params?, hash_routing?}` | site |
 //! | `POST /admin/keys` | `{sites: [domain, ...]}` | `201` `{key, prefix, sites}` (key shown once) |
 //! | `POST /admin/import` | an [`ImportBatch`] | [`footfall_ingest::collector::ImportOutcome`] |
 //! | `GET /admin/import/{producer}` | | `{sequence}`: the last line a file's import appended |
 //! | `DELETE /admin/import/{run}` | | `204`: the run is over; its salt is deleted |
+//!
+//! Reprocessing and generations: see [`crate::generations`].
 
 use std::sync::Arc;
 
@@ -46,7 +48,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(import_position).delete(finish_import),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_ADMIN_BYTES))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::generations::router(state))
 }
 
 /// A site as the admin API shows it.

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod generations;
 pub mod ops;
 pub mod query_api;
 pub mod secrets;
@@ -36,6 +37,12 @@ pub struct AppState {
     pub query_limiter: footfall_ingest::limits::KeyedLimiter<String>,
     /// Who may read `/metrics`.
     pub metrics_access: MetricsAccess,
+    /// The raw event archive, when the archiver is enabled (reprocessing reads it).
+    pub archive: Option<footfall_archive::Archive>,
+    /// Live processing's settings, which reprocessing must share (the cap on values).
+    pub processor_config: footfall_process::runner::RunnerConfig,
+    /// Reprocess jobs.
+    pub jobs: generations::Jobs,
 }
 
 /// Who may read `/metrics`.

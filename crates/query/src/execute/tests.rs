@@ -513,3 +513,107 @@ async fn folded_values_are_reported_in_meta_only_for_the_range_and_dimension_rea
     assert!(!a.meta.folded);
     assert_eq!(a.results[0].metrics, vec![json!(5)]);
 }
+
+#[tokio::test]
+async fn reprocessed_days_are_served_from_their_generation_plus_its_mirror() {
+    let (d1, d2) = (day("2024-05-01"), day("2024-05-02"));
+    let in_gen = |g: u32, c: (CellKey, CellValue)| {
+        let (mut k, v) = c;
+        k.generation = g;
+        (k, v)
+    };
+    let cells = vec![
+        cell(
+            Granularity::Day,
+            Dimension::Total,
+            d1,
+            "",
+            &[1],
+            [1, 1, 0, 0],
+        ),
+        cell(
+            Granularity::Day,
+            Dimension::Total,
+            d2,
+            "",
+            &[2],
+            [1, 10, 0, 0],
+        ),
+        in_gen(
+            5,
+            cell(
+                Granularity::Day,
+                Dimension::Total,
+                d2,
+                "",
+                &[2],
+                [1, 2, 0, 0],
+            ),
+        ),
+        in_gen(
+            5 | footfall_store::MIRROR_BIT,
+            cell(
+                Granularity::Day,
+                Dimension::Total,
+                d2,
+                "",
+                &[3],
+                [1, 4, 0, 0],
+            ),
+        ),
+        // Generation 6 exists but is not served.
+        in_gen(
+            6,
+            cell(
+                Granularity::Day,
+                Dimension::Total,
+                d1,
+                "",
+                &[9],
+                [1, 100, 0, 0],
+            ),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+    store
+        .write_batch(std::sync::Arc::new(WriteBatch {
+            consumer: "processor".into(),
+            cells,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    store
+        .push_served(
+            1,
+            vec![footfall_store::ServedSpan {
+                from_day: d2,
+                to_day: d2,
+                generation: 5,
+            }],
+        )
+        .await
+        .unwrap();
+    let run = |q: serde_json::Value| {
+        let q = parse(q.to_string().as_bytes()).unwrap();
+        let store = &store;
+        async move {
+            let now = DateTime::parse_from_rfc3339("2024-05-10T00:00:00Z")
+                .unwrap()
+                .timestamp_micros();
+            execute(store, 4, &site("UTC"), &q, now).await.unwrap()
+        }
+    };
+    let a = run(json!({"site_id": "shop.example", "metrics": ["visitors", "pageviews"], "date_range": ["2024-05-01", "2024-05-02"], "dimensions": ["time:day"]})).await;
+    // Day 1 from generation 1: 1 pageview; day 2 from generation 5 and its mirror: 2 + 4
+    // pageviews by visitors 2 and 3 (generation 1's 10 pageviews are not served).
+    assert_eq!(a.results[0].metrics, vec![json!(1), json!(1)]);
+    assert_eq!(a.results[1].metrics, vec![json!(2), json!(6)]);
+    assert_eq!(
+        (a.meta.generation, a.meta.generations.clone()),
+        (5, vec![1, 5])
+    );
+    let a = run(json!({"site_id": "shop.example", "metrics": ["pageviews"], "date_range": ["2024-05-01", "2024-05-01"]})).await;
+    assert_eq!((a.meta.generation, a.meta.generations), (1, vec![1]));
+}
