@@ -161,6 +161,9 @@ pub struct LogConfig {
     pub commit_linger_us: u64,
     /// Page cache of the embedded log, MiB.
     pub cache_mib: usize,
+    /// Hours a record stays in the log after both the processor and the archiver have passed
+    /// it; 0 keeps every record. Never trimmed while the archiver is disabled.
+    pub retention_hours: u64,
 }
 
 /// `[store]`.
@@ -227,6 +230,7 @@ impl Default for Config {
                 partitions: 4,
                 commit_linger_us: 0,
                 cache_mib: 32,
+                retention_hours: 168,
             },
             store: StoreConfig {
                 url: String::new(),

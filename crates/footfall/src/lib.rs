@@ -5,4 +5,5 @@ pub mod admin_client;
 pub mod config;
 pub mod import;
 pub mod reprocess_cli;
+pub mod retention;
 pub mod serve;

@@ -261,6 +261,30 @@ pub async fn start_with(
             }
         })
     };
+    let retention = {
+        let (log, stop, clock) = (backends.log.clone(), shutdown.clone(), clock.clone());
+        let hours = config.log.retention_hours;
+        let enabled = hours > 0 && state.archive.is_some();
+        tokio::spawn(async move {
+            if !enabled {
+                return;
+            }
+            loop {
+                let cutoff = clock.now_us().saturating_sub(
+                    i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000_000) * 3_600_000_000,
+                );
+                match crate::retention::trim(log.as_ref(), cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(records = n, "log retention deleted archived records"),
+                    Err(e) => tracing::warn!(error = %e, "log retention failed; retrying later"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(600)) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+        })
+    };
     let accounting = {
         let (state, stop) = (state.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -312,6 +336,7 @@ pub async fn start_with(
                 tracing::error!(error = %e, "archiver task failed");
             }
             rotation.abort();
+            retention.abort();
             enter("closing the log");
             if let Some(log) = &backends.embedded_log {
                 let log = log.clone();
