@@ -20,6 +20,13 @@ use crate::{Archive, ArchivedEvent};
 /// The consumer name of the archiver's checkpoints and log commits.
 pub const CONSUMER: &str = "archiver";
 
+/// How often a partition's archiver looks for closed hours to compact.
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How long after an hour of receipt ends (in the log's own receipt times) its files are
+/// merged: 10 minutes, µs, ample for the skew between concurrent collectors.
+const COMPACT_AFTER_US: i64 = 600_000_000;
+
 /// Settings of the archiver.
 #[derive(Debug, Clone)]
 pub struct ArchiverConfig {
@@ -109,6 +116,10 @@ impl PartitionArchiver {
         let mut buffer: Vec<ArchivedEvent> = Vec::new();
         let mut oldest: Option<tokio::time::Instant> = None;
         let mut drain_until: Option<Offset> = None;
+        // Latest receipt time read; an hour of receipt is closed once this is past its end
+        // by COMPACT_AFTER_US, and its small files are then merged.
+        let mut watermark_us = i64::MIN;
+        let mut last_compaction = tokio::time::Instant::now();
         loop {
             let draining = shutdown.is_cancelled();
             if draining && drain_until.is_none() {
@@ -134,6 +145,7 @@ impl PartitionArchiver {
                             offset = entry.offset + 1;
                             match Event::decode(&entry.payload) {
                                 Ok(event) => {
+                                    watermark_us = watermark_us.max(event.received_at_us);
                                     oldest.get_or_insert_with(tokio::time::Instant::now);
                                     buffer.push(ArchivedEvent {
                                         partition: p,
@@ -162,6 +174,22 @@ impl PartitionArchiver {
                 self.flush(&mut buffer, offset).await?;
                 saved = offset;
                 oldest = None;
+                if !draining && last_compaction.elapsed() >= COMPACT_EVERY {
+                    last_compaction = tokio::time::Instant::now();
+                    match self
+                        .archive
+                        .compact(p, watermark_us.saturating_sub(COMPACT_AFTER_US))
+                        .await
+                    {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(partition = p, files = n, "archive hours compacted")
+                        }
+                        Err(e) => {
+                            tracing::warn!(partition = p, error = %e, "archive compaction failed; retrying later")
+                        }
+                    }
+                }
             }
             if done {
                 return Ok(());

@@ -298,6 +298,58 @@ impl Archive {
         })
     }
 
+    /// Merges, for `partition`, the files of each hour of receipt that ends before
+    /// `closed_before_us` into one file per hour (rows deduplicated by offset), then deletes
+    /// the merged files. Returns how many files were removed. A crash in between leaves both
+    /// the merged file and some of its sources; readers deduplicate, and the next compaction
+    /// finishes the job.
+    ///
+    /// # Errors
+    /// [`ArchiveError`] when reading, writing or deleting fails.
+    pub async fn compact(
+        &self,
+        partition: u32,
+        closed_before_us: i64,
+    ) -> Result<usize, ArchiveError> {
+        let mut by_hour: std::collections::BTreeMap<i64, Vec<FileInfo>> = Default::default();
+        for f in self.list().await? {
+            if f.partition == partition && f.hour_us + HOUR_US <= closed_before_us {
+                by_hour.entry(f.hour_us).or_default().push(f);
+            }
+        }
+        let mut removed = 0;
+        for (hour_us, files) in by_hour {
+            if files.len() < 2 {
+                continue;
+            }
+            let mut rows = Vec::new();
+            for f in &files {
+                rows.extend(self.read(f).await?);
+            }
+            rows.sort_by_key(|r| r.offset);
+            rows.dedup_by_key(|r| r.offset);
+            let merged = file_info(hour_us, partition, &rows);
+            let bytes = encode_file(&rows).map_err(|reason| ArchiveError::File {
+                path: merged.path.to_string(),
+                reason,
+            })?;
+            self.store
+                .put(&merged.path, PutPayload::from(bytes))
+                .await?;
+            for f in files.iter().filter(|f| f.path != merged.path) {
+                self.store.delete(&f.path).await?;
+                removed += 1;
+            }
+            tracing::debug!(
+                hour_us,
+                partition,
+                merged = files.len(),
+                "compacted an archive hour"
+            );
+        }
+        Ok(removed)
+    }
+
     /// The selected events, one per (partition, offset), ordered by partition, then offset:
     /// the order the processor saw them in.
     ///

@@ -163,3 +163,45 @@ fn locations_are_checked() {
     assert!(err("not a url").contains("not a URL"));
     assert!(err("s3:///x").contains("names a bucket"));
 }
+
+#[tokio::test]
+async fn compaction_merges_a_closed_hour_and_keeps_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = archive(dir.path());
+    let row = |offset: u64, received: i64| {
+        let mut event = Event::pageview(7, offset, received, "/");
+        event.received_at_us = received;
+        ArchivedEvent {
+            partition: 0,
+            offset,
+            event,
+        }
+    };
+    let hour = 1_709_298_000_000_000; // 2024-03-01T13:00Z
+    a.write(&[row(1, hour), row(2, hour + 1)]).await.unwrap();
+    a.write(&[row(2, hour + 1), row(3, hour + 2)])
+        .await
+        .unwrap();
+    a.write(&[row(4, hour + 3)]).await.unwrap();
+    a.write(&[row(5, hour + HOUR_US)]).await.unwrap();
+    a.write(&[row(6, hour + HOUR_US + 1)]).await.unwrap();
+    let everything = Selection {
+        timestamps_us: (i64::MIN, i64::MAX),
+        ..Selection::default()
+    };
+    let before = a.scan(&everything).await.unwrap();
+    // Only the 13:00 hour is closed.
+    assert_eq!(a.compact(0, hour + HOUR_US).await.unwrap(), 3);
+    let files = a.list().await.unwrap();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files[0].offsets, (1, 4));
+    assert_eq!(a.read(&files[0]).await.unwrap().len(), 4);
+    let after = a.scan(&everything).await.unwrap();
+    assert_eq!(before, after);
+    assert_eq!(a.compact(0, hour + HOUR_US).await.unwrap(), 0, "idempotent");
+    assert_eq!(
+        a.compact(1, i64::MAX).await.unwrap(),
+        0,
+        "other partitions untouched"
+    );
+}

@@ -505,33 +505,18 @@ async fn read_events(
     bounds: &HashMap<u32, u64>,
     progress: &Mutex<Progress>,
 ) -> Result<Vec<ArchivedEvent>, ReprocessError> {
-    let files: Vec<_> = ctx
-        .archive
-        .list()
-        .await?
-        .into_iter()
-        .filter(|f| bounds.contains_key(&f.partition) && selection.wants_file(f))
-        .collect();
-    set(progress, |p| {
-        p.phase = "reading the archive".into();
-        p.done = 0;
-        p.total = files.len() as u64;
-    });
-    let mut events = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        events.extend(
-            ctx.archive
-                .read(f)
-                .await?
-                .into_iter()
-                .filter(|r| selection.wants(r)),
-        );
-        let n = events.len() as u64;
-        set(progress, |p| {
-            p.done = i as u64 + 1;
-            p.events = n;
-        });
-    }
+    // Compaction may replace files between the listing and the reads: list again then (the
+    // merged file holds the same rows).
+    let mut attempt = 0;
+    let mut events = loop {
+        attempt += 1;
+        match read_archive(ctx, selection, bounds, progress).await {
+            Err(footfall_archive::ArchiveError::ObjectStore(object_store::Error::NotFound {
+                ..
+            })) if attempt < 3 => continue,
+            other => break other?,
+        }
+    };
     set(progress, |p| p.phase = "reading the log".into());
     for (&partition, &below) in bounds {
         let mut at = ctx
@@ -568,6 +553,42 @@ async fn read_events(
     events.dedup_by_key(|r| (r.partition, r.offset));
     let n = events.len() as u64;
     set(progress, |p| p.events = n);
+    Ok(events)
+}
+
+async fn read_archive(
+    ctx: &Context,
+    selection: &Selection,
+    bounds: &HashMap<u32, u64>,
+    progress: &Mutex<Progress>,
+) -> Result<Vec<ArchivedEvent>, footfall_archive::ArchiveError> {
+    let files: Vec<_> = ctx
+        .archive
+        .list()
+        .await?
+        .into_iter()
+        .filter(|f| bounds.contains_key(&f.partition) && selection.wants_file(f))
+        .collect();
+    set(progress, |p| {
+        p.phase = "reading the archive".into();
+        p.done = 0;
+        p.total = files.len() as u64;
+    });
+    let mut events = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        events.extend(
+            ctx.archive
+                .read(f)
+                .await?
+                .into_iter()
+                .filter(|r| selection.wants(r)),
+        );
+        let n = events.len() as u64;
+        set(progress, |p| {
+            p.done = i as u64 + 1;
+            p.events = n;
+        });
+    }
     Ok(events)
 }
 
