@@ -161,8 +161,9 @@ pub struct LogConfig {
     pub commit_linger_us: u64,
     /// Page cache of the embedded log, MiB.
     pub cache_mib: usize,
-    /// Hours a record stays in the log after both the processor and the archiver have passed
-    /// it; 0 keeps every record. Never trimmed while the archiver is disabled.
+    /// A record leaves the log once both the processor and the archiver have passed it and it
+    /// was received more than this many hours ago; 0 keeps every record. Never trimmed while
+    /// the archiver is disabled.
     pub retention_hours: u64,
 }
 

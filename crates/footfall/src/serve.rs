@@ -129,6 +129,19 @@ pub async fn app_state(
     )
     .await
     .context("starting the collector")?;
+    // A generation still building belongs to a reprocess this process no longer runs (only
+    // the process holding the data directory runs them): it was interrupted.
+    for mut g in backends.store.generations(None).await? {
+        if g.state == footfall_store::GenerationState::Building {
+            tracing::warn!(
+                generation = g.id,
+                site_id = g.site_id,
+                "a reprocess was interrupted; its generation is marked failed (run it again)"
+            );
+            g.state = footfall_store::GenerationState::Failed;
+            backends.store.put_generation(&g).await?;
+        }
+    }
     Ok(Arc::new(AppState {
         store: backends.store.clone(),
         log: backends.log.clone(),
@@ -270,9 +283,10 @@ pub async fn start_with(
                 return;
             }
             loop {
-                let cutoff = clock.now_us().saturating_sub(
-                    i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000_000) * 3_600_000_000,
-                );
+                let keep_us = i64::try_from(hours)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(3_600_000_000);
+                let cutoff = clock.now_us().saturating_sub(keep_us);
                 match crate::retention::trim(log.as_ref(), cutoff).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(records = n, "log retention deleted archived records"),

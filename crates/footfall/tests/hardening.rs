@@ -75,13 +75,17 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.served(site_id).await
     }
-    async fn push_served(
+    async fn serve_span(
         &self,
         site_id: u64,
-        spans: Vec<footfall_store::ServedSpan>,
-    ) -> Result<(), StoreError> {
+        from_day: i64,
+        to_day: i64,
+        generation: u32,
+    ) -> Result<Vec<footfall_store::ServedSpan>, StoreError> {
         self.check()?;
-        self.inner.push_served(site_id, spans).await
+        self.inner
+            .serve_span(site_id, from_day, to_day, generation)
+            .await
     }
     async fn pop_served(
         &self,

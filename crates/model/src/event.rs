@@ -79,7 +79,9 @@ pub struct Event {
     pub name: String,
     /// Lower-case hostname of the page.
     pub hostname: String,
-    /// Path of the page, without query string or fragment.
+    /// Path of the page as reported: normalised, plus the site's kept query parameters and,
+    /// with hash routing, the fragment's route ([`crate::url_parts::page_path`]). Derived at
+    /// ingest with the site's rules of that moment.
     pub path: String,
     /// Page title, when the protocol carries one.
     pub title: Option<String>,

@@ -19,9 +19,11 @@ pub struct PageUrl {
     pub utm: Utm,
     /// The raw query string, without `?`, for a site's kept parameters ([`page_path`]).
     pub query: Option<String>,
-    /// The raw fragment, without `#`, for a site's hash routing ([`page_path`]); `None` once a
-    /// decoder has already put it into `path` (the Plausible hit's own `h` flag).
+    /// The raw fragment, without `#`, for hash routing ([`page_path`]).
     pub fragment: Option<String>,
+    /// Whether the hit itself asks for hash routing (the Plausible hit's `h` flag), whatever
+    /// the site's setting.
+    pub hash_mode: bool,
 }
 
 /// Errors of [`parse_page_url`].
@@ -82,6 +84,7 @@ pub fn parse_page_url(raw: &str) -> Result<PageUrl, UrlError> {
         utm,
         query: url.query().filter(|q| !q.is_empty()).map(str::to_string),
         fragment: url.fragment().filter(|f| !f.is_empty()).map(str::to_string),
+        hash_mode: false,
     })
 }
 
@@ -113,7 +116,8 @@ pub struct PathRules<'a> {
 }
 
 /// The page path of `page` under a site's [`PathRules`]: the normalised path, then the kept
-/// query parameters, then the fragment when the site routes by hash; cut to
+/// query parameters, then the fragment's route when the site or the hit routes by hash (an
+/// empty route adds nothing); cut to
 /// [`MAX_PATH_BYTES`] with a visible `…`.
 pub fn page_path(page: &PageUrl, rules: PathRules<'_>) -> String {
     let mut path = page.path.clone();
@@ -135,9 +139,12 @@ pub fn page_path(page: &PageUrl, rules: PathRules<'_>) -> String {
             path.push_str(&kept.finish());
         }
     }
-    if let (true, Some(fragment)) = (rules.hash_routing, &page.fragment) {
-        path.push('#');
-        path.push_str(&normalize_fragment(fragment));
+    if let (true, Some(fragment)) = (rules.hash_routing || page.hash_mode, &page.fragment) {
+        let route = normalize_fragment(fragment);
+        if !route.is_empty() {
+            path.push('#');
+            path.push_str(&route);
+        }
     }
     if path.len() > MAX_PATH_BYTES {
         truncate(&path, MAX_PATH_BYTES)
@@ -310,6 +317,22 @@ mod tests {
             ),
             "/search?Q=red+shoes&page=2#/cart"
         );
+        // The hit's own hash mode composes the same way; an empty route adds nothing.
+        let mut hashed = parse_page_url("https://x.example/a?q=1#/r").unwrap();
+        hashed.hash_mode = true;
+        assert_eq!(
+            page_path(
+                &hashed,
+                PathRules {
+                    keep_query_params: &keep,
+                    hash_routing: false
+                }
+            ),
+            "/a?q=1#/r"
+        );
+        let mut empty = parse_page_url("https://x.example/a#?x=1").unwrap();
+        empty.hash_mode = true;
+        assert_eq!(page_path(&empty, PathRules::default()), "/a");
         let only_other = parse_page_url("https://x.example/a?sid=1").unwrap();
         assert_eq!(
             page_path(

@@ -12,13 +12,14 @@
 //! order the engine first touched them, and the count of a bucket's cells comes from the store
 //! the first time the bucket is seen, so a restart from a checkpoint admits exactly the values
 //! an uninterrupted run admits. Folded cells count as cells of the bucket too; they exist only
-//! once the bucket is full, so that does not change which values are admitted.
+//! once the bucket is full, so that does not change which values are admitted. A reprocessed
+//! generation's mirror (its late events) is not capped: its values follow the generation's.
 
 use std::collections::HashMap;
 
 use footfall_model::rollup::Dimension;
 use footfall_model::rollup::{other_value, CellKey, Granularity};
-use footfall_store::CellRange;
+use footfall_store::{CellRange, MIRROR_BIT};
 
 /// One bucket of one dimension: (site, generation, granularity, dimension, bucket).
 type Bucket = (u64, u32, Granularity, Dimension, i64);
@@ -103,7 +104,9 @@ impl ValueCap {
     /// Decides where the delta for `key` goes; `exists` says whether its cell exists,
     /// `zero` whether the delta is zero. Call in the order the cells were first touched.
     pub fn route(&mut self, key: &CellKey, exists: bool, zero: bool) -> Route {
-        if exists || !key.dimension.is_capped() {
+        // A mirror holds only a reprocessed generation's late events, and a value its
+        // generation admitted must not fold there (a retraction would then miss its cell).
+        if exists || !key.dimension.is_capped() || key.generation & MIRROR_BIT != 0 {
             return Route::Keep;
         }
         if zero {

@@ -53,7 +53,7 @@ pub struct Engine {
     /// clock only when the log has nothing newer), so that the visits that end, the order of
     /// their exit pages and the per-visitor bound behave the same in every run over the same
     /// log, live or reprocessing, however the run is cut into flushes.
-    expiry: BTreeSet<(i64, (u64, u64), i64)>,
+    expiry: BTreeSet<ExpiryKey>,
     /// Pending cell deltas in the order their cells were first touched, which is the order in
     /// which the processor admits new values under the per-bucket cap: log order, so the
     /// same values are admitted however the log is cut into flushes.
@@ -61,6 +61,20 @@ pub struct Engine {
     /// Bot verdicts per User-Agent string: the rules are a pure function of it and cost a few
     /// µs (a large regular expression), while visitors repeat theirs. Emptied when full.
     ua_verdicts: HashMap<String, Option<bots::BotReason>>,
+}
+
+/// A visit's place in [`Engine`]'s expiry order: (last arrival, (site, visitor), start,
+/// client session id or 0). Two open visits of one visitor differ in start or session (equal
+/// ones would have been joined), so keys are unique.
+type ExpiryKey = (i64, (u64, u64), i64, u64);
+
+fn expiry_key(v: &Visit, key: (u64, u64)) -> ExpiryKey {
+    (
+        v.last_received_us,
+        key,
+        v.start_us,
+        v.session_id.unwrap_or(0),
+    )
 }
 
 /// Most User-Agent verdicts cached by an engine.
@@ -87,7 +101,7 @@ impl Engine {
                     if let Some(first) = list.first() {
                         let key = (first.site_id, first.visitor_id);
                         for v in &list {
-                            engine.expiry.insert((v.last_received_us, key, v.start_us));
+                            engine.expiry.insert(expiry_key(v, key));
                         }
                         engine.visits.insert(key, list);
                     }
@@ -199,9 +213,9 @@ impl Engine {
         let mut list = self.visits.remove(&key).unwrap_or_default();
         if let Some(i) = list.iter().position(|v| joinable(v, e)) {
             let mut v = list.swap_remove(i);
-            self.expiry.remove(&(v.last_received_us, key, v.start_us));
+            self.expiry.remove(&expiry_key(&v, key));
             self.apply(&mut v, e, site);
-            self.expiry.insert((v.last_received_us, key, v.start_us));
+            self.expiry.insert(expiry_key(&v, key));
             list.push(v);
             self.visits.insert(key, list);
             self.changed.insert(key);
@@ -213,7 +227,7 @@ impl Engine {
         }
         let mut v = new_visit(e, site);
         self.apply(&mut v, e, site);
-        self.expiry.insert((v.last_received_us, own, v.start_us));
+        self.expiry.insert(expiry_key(&v, own));
         list.push(v);
         if list.len() > MAX_OPEN_VISITS_PER_VISITOR {
             if let Some(oldest) = list
@@ -223,8 +237,7 @@ impl Engine {
                 .map(|(i, _)| i)
             {
                 let ended = list.remove(oldest);
-                self.expiry
-                    .remove(&(ended.last_received_us, own, ended.start_us));
+                self.expiry.remove(&expiry_key(&ended, own));
                 self.end(&ended);
             }
         }
@@ -256,16 +269,16 @@ impl Engine {
     /// Ends the visits named by (last arrival, (site, visitor), start), in that order: a total
     /// order, so exit pages are touched in the same order whatever the map's iteration order
     /// and however often the caller asks (visits end in order of last arrival either way).
-    fn end_in_order(&mut self, mut visits: Vec<(i64, (u64, u64), i64)>) {
+    fn end_in_order(&mut self, mut visits: Vec<ExpiryKey>) {
         visits.sort_unstable();
-        for (arrived, key, start) in visits {
-            self.expiry.remove(&(arrived, key, start));
+        for (arrived, key, start, session) in visits {
+            self.expiry.remove(&(arrived, key, start, session));
             let Some(list) = self.visits.get_mut(&key) else {
                 continue;
             };
             let Some(i) = list
                 .iter()
-                .position(|v| v.last_received_us == arrived && v.start_us == start)
+                .position(|v| expiry_key(v, key) == (arrived, key, start, session))
             else {
                 continue;
             };
@@ -288,15 +301,14 @@ impl Engine {
         }
         // Exactly `open - keep` visits end, those that would become idle first.
         let cut = open - keep;
-        let order: Vec<(i64, (u64, u64), i64)> = self.expiry.iter().take(cut).copied().collect();
+        let order: Vec<ExpiryKey> = self.expiry.iter().take(cut).copied().collect();
         self.end_in_order(order);
         cut
     }
 
     /// Ends every open visit (end of a dry-run reprocess).
     pub fn close_all(&mut self) {
-        let all: Vec<(i64, (u64, u64), i64)> =
-            std::mem::take(&mut self.expiry).into_iter().collect();
+        let all: Vec<ExpiryKey> = std::mem::take(&mut self.expiry).into_iter().collect();
         self.end_in_order(all);
     }
 

@@ -38,8 +38,8 @@ use footfall_model::event::{Event, Protocol, GENERATION_CUT};
 use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity};
 use footfall_model::site::Site;
 use footfall_store::{
-    with_span, CellRange, Generation, GenerationState, Store, StoreError, WriteBatch,
-    LIVE_GENERATION, MIRROR_BIT,
+    CellRange, Generation, GenerationState, Store, StoreError, WriteBatch, LIVE_GENERATION,
+    MIRROR_BIT,
 };
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -51,6 +51,9 @@ use crate::runner::RunnerConfig;
 /// How far before and after the range events are read to reconstruct visits that cross its
 /// edges: one day, µs.
 pub const LOOKBACK_US: i64 = 86_400_000_000;
+
+/// How far ahead of the clock a cut record's receipt time is set: 5 s, µs (see `run`).
+const CUT_AHEAD_US: i64 = 5_000_000;
 
 /// Cells written per store batch.
 const CELLS_PER_BATCH: usize = 5000;
@@ -199,9 +202,11 @@ pub async fn reprocess(
     } else {
         Some(ctx.store.allocate_generation().await?)
     };
-    let result = run(ctx, &req, &runs, generation, &progress).await;
+    let mut switched: HashSet<u64> = HashSet::new();
+    let result = run(ctx, &req, &runs, generation, &progress, &mut switched).await;
     if let (Err(_), Some(g)) = (&result, generation) {
-        for r in &runs {
+        // Sites already switched keep serving (and mirroring) the generation.
+        for r in runs.iter().filter(|r| !switched.contains(&r.site.id)) {
             let failed = Generation {
                 id: g,
                 site_id: r.site.id,
@@ -227,8 +232,14 @@ async fn run(
     runs: &[SiteRun],
     generation: Option<u32>,
     progress: &Mutex<Progress>,
+    switched: &mut HashSet<u64>,
 ) -> Result<Outcome, ReprocessError> {
     let now = ctx.clock.now_us();
+    // The cut's receipt time, a little ahead: live processing ends wall-clock-idle visits
+    // only as of the start of a read that found nothing newer, which precedes the cut's
+    // append by far less than this; so every visit it ended before reading the cut is idle
+    // at the cut, and the run ends it too.
+    let cut_at = now.saturating_add(CUT_AHEAD_US);
     // 1. The cut (or, for a dry run, the end of the log) per partition.
     let mut bounds: HashMap<u32, u64> = HashMap::new();
     let mut cut_received_us = None;
@@ -240,7 +251,7 @@ async fn run(
         }
         let mut cuts = Vec::with_capacity(runs.len());
         for r in runs {
-            let mut cut = Event::pageview(r.site.id, 0, now, "");
+            let mut cut = Event::pageview(r.site.id, 0, cut_at, "");
             cut.name = GENERATION_CUT.into();
             cut.protocol = Protocol::Accounting;
             cut.user_agent = String::new();
@@ -282,7 +293,7 @@ async fn run(
                 })
                 .await?;
         }
-        cut_received_us = Some(now);
+        cut_received_us = Some(cut_at);
     } else {
         for r in runs {
             bounds.insert(r.partition, ctx.log.end_offset(r.partition).await?);
@@ -450,10 +461,10 @@ async fn run(
                 events: site_events as u64,
             })
             .await?;
-        let served = ctx.store.served(r.site.id).await?;
         ctx.store
-            .push_served(r.site.id, with_span(&served, r.from_day, r.to_day, g))
+            .serve_span(r.site.id, r.from_day, r.to_day, g)
             .await?;
+        switched.insert(r.site.id);
         tracing::info!(site = %r.site.domain, generation = g, from = %req.from, to = %req.to, "reprocessed generation served");
     }
     Ok(Outcome {
@@ -505,6 +516,18 @@ async fn read_events(
     bounds: &HashMap<u32, u64>,
     progress: &Mutex<Progress>,
 ) -> Result<Vec<ArchivedEvent>, ReprocessError> {
+    // The archiver's positions first: every event below them is in a file by then, so the
+    // archive read next plus the log from these positions misses nothing, whatever the
+    // archiver writes meanwhile.
+    let mut archived: HashMap<u32, u64> = HashMap::new();
+    for &partition in bounds.keys() {
+        let at = ctx
+            .store
+            .checkpoint(footfall_archive::archiver::CONSUMER, partition)
+            .await?
+            .map_or(0, |c| c.offset);
+        archived.insert(partition, at);
+    }
     // Compaction may replace files between the listing and the reads: list again then (the
     // merged file holds the same rows).
     let mut attempt = 0;
@@ -519,12 +542,7 @@ async fn read_events(
     };
     set(progress, |p| p.phase = "reading the log".into());
     for (&partition, &below) in bounds {
-        let mut at = ctx
-            .store
-            .checkpoint(footfall_archive::archiver::CONSUMER, partition)
-            .await?
-            .map_or(0, |c| c.offset)
-            .min(below);
+        let mut at = archived.get(&partition).copied().unwrap_or(0).min(below);
         while at < below {
             let entries = ctx.log.read(partition, at, 5000, Duration::ZERO).await?;
             if entries.is_empty() {

@@ -174,6 +174,9 @@ struct PartitionTask {
     new_mirrors: Vec<Mirror>,
     /// Whether the last read reached the end of the partition.
     caught_up: bool,
+    /// When the last read that reached the end of the partition began, UTC µs: every record
+    /// appended before it has been processed, so visits idle then may end.
+    idle_clock_us: i64,
     sites: HashMap<u64, (Option<SiteInfo>, i64)>,
 }
 
@@ -201,16 +204,26 @@ impl PartitionTask {
             open_visits = engine.open_visits(),
             "processor partition started"
         );
-        let failed: std::collections::HashSet<(u64, u32)> = store
+        // Mirror a generation while a reprocess builds it or while it is served; not once it
+        // failed, was interrupted or was rolled back.
+        let states: HashMap<(u64, u32), GenerationState> = store
             .generations(None)
             .await?
             .into_iter()
-            .filter(|g| g.state == GenerationState::Failed)
-            .map(|g| (g.site_id, g.id))
+            .map(|g| ((g.site_id, g.id), g.state))
             .collect();
         let mut mirrors = Vec::new();
         for m in store.mirrors(partition).await? {
-            if failed.contains(&(m.site_id, m.generation)) {
+            let keep = match states.get(&(m.site_id, m.generation)) {
+                Some(GenerationState::Building) => true,
+                Some(GenerationState::Ready) => store
+                    .served(m.site_id)
+                    .await?
+                    .iter()
+                    .any(|s| s.generation == m.generation),
+                Some(GenerationState::Failed) | None => false,
+            };
+            if !keep {
                 continue;
             }
             let tz = store.site(m.site_id).await?.map_or(Tz::UTC, |s| s.tz());
@@ -221,6 +234,7 @@ impl PartitionTask {
             mirrors,
             new_mirrors: Vec::new(),
             caught_up: false,
+            idle_clock_us: i64::MIN,
             partition,
             log,
             store,
@@ -287,7 +301,15 @@ impl PartitionTask {
                             .increment(entries.len() as u64);
                     }
                     for entry in entries {
-                        match Event::decode(&entry.payload) {
+                        let decoded = Event::decode(&entry.payload);
+                        if let Ok(e) = &decoded {
+                            if e.name == GENERATION_CUT {
+                                // A reprocess may follow a change of the site (its time
+                                // zone): read the site afresh.
+                                self.sites.remove(&e.site_id);
+                            }
+                        }
+                        match decoded {
                             Ok(event) => match self.site(event.site_id).await {
                                 Ok(Some(site)) => {
                                     if event.protocol == Protocol::Accounting
@@ -325,6 +347,9 @@ impl PartitionTask {
                         self.offset = entry.offset + 1;
                     }
                     self.caught_up = caught_up;
+                    if caught_up {
+                        self.idle_clock_us = started_us;
+                    }
                     if caught_up && self.complete_through_us < started_us {
                         self.complete_through_us = started_us;
                         dirty = true;
@@ -345,7 +370,7 @@ impl PartitionTask {
                 // Events end the visits their receipt shows to be idle; the wall clock does
                 // only at the end of the log (behind it, a visit whose next event is already
                 // in the log must not end for want of reading it).
-                if self.caught_up && self.engine.close_idle(self.clock.now_us()) > 0 {
+                if self.caught_up && self.engine.close_idle(self.idle_clock_us) > 0 {
                     dirty = true;
                 }
                 if self.engine.open_visits() > self.config.max_open_visits {
@@ -468,6 +493,12 @@ impl PartitionTask {
             return;
         };
         let Ok(generation) = u32::try_from(generation) else {
+            tracing::warn!(
+                partition = self.partition,
+                offset,
+                generation,
+                "a generation cut record names an impossible generation; ignored"
+            );
             return;
         };
         self.engine.close_idle(e.received_at_us);

@@ -204,13 +204,24 @@ pub async fn execute(
     now_us: i64,
 ) -> Result<Answer, ExecuteError> {
     let tz = site.tz();
-    let generation = LIVE_GENERATION;
     let today = local_date(tz, now_us.div_euclid(1_000_000)).unwrap_or_default();
+    // Days are served from the generation the site's served spans name (live processing's
+    // outside them); a reprocessed generation's cells add up with its mirror's.
+    let spans = store.served(site.id).await?;
     let first_day = match query.date_range {
-        crate::request::DateRange::Named(ref n) if n == "all" => store
-            .first_day(site.id, generation)
-            .await?
-            .and_then(day_to_date),
+        crate::request::DateRange::Named(ref n) if n == "all" => {
+            // The earliest day with data in any served generation (a reprocess may have moved
+            // data to an earlier local day).
+            let mut first = store.first_day(site.id, LIVE_GENERATION).await?;
+            for s in &spans {
+                let theirs = store.first_day(site.id, s.generation).await?;
+                first = match (first, theirs) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            first.and_then(day_to_date)
+        }
         _ => None,
     };
     let (from, to) = resolve(&query.date_range, today, first_day)?;
@@ -228,9 +239,6 @@ pub async fn execute(
         .dimension
         .or(query.filters.first().map(|f| f.dimension))
         .unwrap_or(Dimension::Total);
-    // Days are served from the generation the site's served spans name (live processing's
-    // outside them); a reprocessed generation's cells add up with its mirror's.
-    let spans = store.served(site.id).await?;
     let mut cells = Vec::new();
     let mut generations: Vec<u32> = Vec::new();
     for (a, b, g) in segments(&spans, date_to_day(from), date_to_day(to)) {

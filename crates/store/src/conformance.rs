@@ -393,13 +393,38 @@ pub async fn generations_and_served_spans<S: Store>(store: &S) {
         to_day: 19_030,
         generation: a,
     }];
-    let second = vec![ServedSpan {
-        from_day: 19_010,
-        to_day: 19_011,
-        generation: b,
-    }];
-    store.push_served(404, first.clone()).await.expect("push");
-    store.push_served(404, second.clone()).await.expect("push");
+    // The second switch cuts the first span in three.
+    let second = vec![
+        ServedSpan {
+            from_day: 19_000,
+            to_day: 19_009,
+            generation: a,
+        },
+        ServedSpan {
+            from_day: 19_010,
+            to_day: 19_011,
+            generation: b,
+        },
+        ServedSpan {
+            from_day: 19_012,
+            to_day: 19_030,
+            generation: a,
+        },
+    ];
+    assert_eq!(
+        store
+            .serve_span(404, 19_000, 19_030, a)
+            .await
+            .expect("serve"),
+        first
+    );
+    assert_eq!(
+        store
+            .serve_span(404, 19_010, 19_011, b)
+            .await
+            .expect("serve"),
+        second
+    );
     assert_eq!(store.served(404).await.expect("served"), second);
     assert_eq!(store.served(405).await.expect("served"), vec![]);
     assert_eq!(store.pop_served(404).await.expect("pop"), first);

@@ -515,17 +515,27 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn push_served(&self, site_id: u64, spans: Vec<ServedSpan>) -> Result<(), StoreError> {
+    async fn serve_span(
+        &self,
+        site_id: u64,
+        from_day: i64,
+        to_day: i64,
+        generation: u32,
+    ) -> Result<Vec<ServedSpan>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage)?;
-            {
+            let spans = {
                 let mut table = txn.open_table(SERVED).map_err(storage)?;
                 let mut history = read_served(&table, site_id)?;
-                history.push(spans);
+                let current = history.last().cloned().unwrap_or_default();
+                let spans = crate::with_span(&current, from_day, to_day, generation);
+                history.push(spans.clone());
                 let json = serde_json::to_vec(&history).map_err(storage)?;
                 table.insert(site_id, json.as_slice()).map_err(storage)?;
-            }
-            txn.commit().map_err(storage)
+                spans
+            };
+            txn.commit().map_err(storage)?;
+            Ok(spans)
         })
         .await
     }

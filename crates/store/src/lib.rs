@@ -36,7 +36,7 @@ pub enum GenerationState {
     Building,
     /// Complete; it can be served.
     Ready,
-    /// Its reprocess failed or was a dry run; never served, no longer mirrored.
+    /// Its reprocess failed or was interrupted; never served, no longer mirrored.
     Failed,
 }
 
@@ -312,9 +312,16 @@ pub trait Store: Send + Sync + 'static {
     /// The site's served spans: the newest entry of its history (empty: everything is served
     /// from [`LIVE_GENERATION`]).
     async fn served(&self, site_id: u64) -> Result<Vec<ServedSpan>, StoreError>;
-    /// Makes `spans` the site's served spans, keeping the previous ones for
-    /// [`Store::pop_served`]; atomic.
-    async fn push_served(&self, site_id: u64, spans: Vec<ServedSpan>) -> Result<(), StoreError>;
+    /// Serves days `from_day..=to_day` of the site from `generation` ([`with_span`] of the
+    /// current spans), keeping the previous spans for [`Store::pop_served`]; one atomic
+    /// read-modify-write. Returns the new spans.
+    async fn serve_span(
+        &self,
+        site_id: u64,
+        from_day: i64,
+        to_day: i64,
+        generation: u32,
+    ) -> Result<Vec<ServedSpan>, StoreError>;
     /// Restores the site's previous served spans and returns them; atomic.
     ///
     /// # Errors

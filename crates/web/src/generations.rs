@@ -42,11 +42,19 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    fn running(&self) -> bool {
-        self.jobs.lock().is_ok_and(|jobs| {
-            jobs.values()
-                .any(|j| j.result.lock().is_ok_and(|r| r.is_none()))
-        })
+    /// Registers a new job unless one is running (checked and registered under one lock).
+    fn start(&self) -> Option<(u64, Arc<Job>)> {
+        let mut jobs = self.jobs.lock().ok()?;
+        if jobs
+            .values()
+            .any(|j| j.result.lock().map_or(true, |r| r.is_none()))
+        {
+            return None;
+        }
+        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        let job = Arc::new(Job::default());
+        jobs.insert(id, job.clone());
+        Some((id, job))
     }
 }
 
@@ -116,11 +124,6 @@ async fn start_reprocess(
             "the archive is disabled (archive.enabled = false); there is nothing to reprocess from",
         ));
     };
-    if state.jobs.running() {
-        return Err(ApiError::conflict(
-            "a reprocess is already running; wait for it to finish",
-        ));
-    }
     let ctx = reprocess::Context {
         store: state.store.clone(),
         log: state.log.clone(),
@@ -128,11 +131,11 @@ async fn start_reprocess(
         clock: state.clock.clone(),
         config: state.processor_config.clone(),
     };
-    let id = state.jobs.next.fetch_add(1, Ordering::SeqCst) + 1;
-    let job = Arc::new(Job::default());
-    if let Ok(mut jobs) = state.jobs.jobs.lock() {
-        jobs.insert(id, job.clone());
-    }
+    let Some((id, job)) = state.jobs.start() else {
+        return Err(ApiError::conflict(
+            "a reprocess is already running; wait for it to finish",
+        ));
+    };
     let request = Request {
         sites,
         from,

@@ -12,7 +12,7 @@ use super::{
     MAX_PROPS, MAX_PROP_KEY_BYTES, MAX_PROP_VALUE_BYTES, MAX_URL_BYTES,
 };
 use crate::event::Revenue;
-use crate::url_parts::{normalize_fragment, parse_page_url, truncate};
+use crate::url_parts::{parse_page_url, truncate};
 
 /// Most domains one event may name.
 pub const MAX_DOMAINS: usize = 10;
@@ -73,20 +73,12 @@ pub fn decode(body: &[u8]) -> Result<PlausibleEvent, FieldError> {
         ));
     }
     let mut page = parse_page_url(url).map_err(|e| FieldError::new("url", e.to_string()))?;
-    if matches!(
-        field(&obj, "hashMode", "h"),
-        Some(Value::Bool(true)) | Some(Value::Number(_))
-    ) {
-        // The hit asks for hash routing itself; the site's setting then has nothing to add.
-        if let Some(fragment) = page.fragment.take() {
-            let route = normalize_fragment(&fragment);
-            if !route.is_empty() {
-                page.path = truncate(
-                    &format!("{}#{}", page.path, route),
-                    crate::url_parts::MAX_PATH_BYTES,
-                );
-            }
-        }
+    if matches!(field(&obj, "hashMode", "h"), Some(Value::Bool(true)))
+        || field(&obj, "hashMode", "h")
+            .and_then(Value::as_f64)
+            .is_some_and(|n| n != 0.0)
+    {
+        page.hash_mode = true;
     }
     let domains: Vec<String> = required_str(&obj, "domain", "d")?
         .split(',')
@@ -280,7 +272,11 @@ mod tests {
     fn compact_fields_and_string_encoded_props() {
         let e = decode(br#"{"n":"pageview","u":"https://a.example/#/x","d":"a.example,b.example","r":null,"p":"{\"k\":\"v\"}","h":1}"#).unwrap();
         assert_eq!(e.domains, vec!["a.example", "b.example"]);
-        assert_eq!(e.hit.page.path, "/#/x");
+        assert!(e.hit.page.hash_mode);
+        assert_eq!(
+            crate::url_parts::page_path(&e.hit.page, Default::default()),
+            "/#/x"
+        );
         assert_eq!(e.hit.props, vec![("k".into(), "v".into())]);
     }
 

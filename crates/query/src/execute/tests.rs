@@ -584,17 +584,7 @@ async fn reprocessed_days_are_served_from_their_generation_plus_its_mirror() {
         }))
         .await
         .unwrap();
-    store
-        .push_served(
-            1,
-            vec![footfall_store::ServedSpan {
-                from_day: d2,
-                to_day: d2,
-                generation: 5,
-            }],
-        )
-        .await
-        .unwrap();
+    store.serve_span(1, d2, d2, 5).await.unwrap();
     let run = |q: serde_json::Value| {
         let q = parse(q.to_string().as_bytes()).unwrap();
         let store = &store;

@@ -1,0 +1,230 @@
+//! Reprocessing throughput and archive size (DESIGN §4.6, §5): 100,000 events of a realistic
+//! mix (three sites, returning visitors, visits of several pageviews, real User-Agents,
+//! referrers, UTM tags, goals with revenue) are written to a Parquet archive as the archiver
+//! writes them; the benchmark reprocesses one week of them (a dry run: read, decode, process,
+//! compare; no store writes). Run with `cargo bench -p footfall-process --bench reprocess`;
+//! it prints the archive's bytes per event, and criterion's throughput is events per second
+//! on one core (the run is single-threaded). Figures go to bench/report.md.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use footfall_archive::{Archive, ArchivedEvent, S3Settings};
+use footfall_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
+use footfall_log::{Log, Record};
+use footfall_model::clock::ManualClock;
+use footfall_model::event::{Event, Revenue, Utm};
+use footfall_process::reprocess::{reprocess, Context, Request};
+use footfall_process::runner::RunnerConfig;
+use footfall_store::embedded::EmbeddedStore;
+use footfall_store::{Checkpoint, NewSite, Store, WriteBatch};
+
+/// 2024-03-01T00:00:00Z.
+const T0: i64 = 1_709_251_200_000_000;
+const EVENTS: u64 = 100_000;
+
+const UAS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+];
+const REFERRERS: &[Option<&str>] = &[
+    None,
+    Some("https://www.google.com/"),
+    Some("https://t.co/x"),
+    Some("https://news.example/story/1"),
+];
+
+fn events() -> Vec<Event> {
+    let mut x: u64 = 99;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // 14 days of arrivals, 20,000 visitors.
+    let span = 14 * 86_400_000_000i64;
+    let step = span / EVENTS as i64;
+    (0..EVENTS)
+        .map(|i| {
+            let r = next();
+            let received = T0 + i as i64 * step;
+            let visitor = (r >> 8) % 20_000;
+            let mut e = Event::pageview(
+                1 + (r >> 40) % 3,
+                visitor,
+                received - ((r >> 20) % 5_000_000) as i64,
+                &format!("/products/{}", (r >> 28) % 400),
+            );
+            e.event_id = u128::from(r);
+            e.received_at_us = received;
+            e.hostname = "shop.example".into();
+            e.user_agent = UAS[(visitor % UAS.len() as u64) as usize].into();
+            e.referrer = REFERRERS[((r >> 48) % 4) as usize].map(str::to_string);
+            e.country = Some(["DE", "US", "IN", "FR"][((r >> 52) % 4) as usize].into());
+            if (r >> 56) % 10 == 0 {
+                e.utm = Utm {
+                    source: Some("newsletter".into()),
+                    medium: Some("email".into()),
+                    campaign: Some("spring".into()),
+                    ..Utm::default()
+                };
+            }
+            if (r >> 60) % 8 == 0 {
+                e.name = "Purchase".into();
+                e.props = vec![("plan".into(), format!("p{}", r % 5))];
+                e.revenue = Some(Revenue {
+                    amount_minor: 1999,
+                    currency: "EUR".into(),
+                });
+            }
+            e
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(
+        EmbeddedLog::open(&EmbeddedLogConfig {
+            path: dir.path().join("log.redb"),
+            partitions: 4,
+            commit_linger: Duration::ZERO,
+            cache_bytes: 16 << 20,
+        })
+        .expect("log"),
+    );
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("store"));
+    let url = url::Url::from_directory_path(dir.path().join("archive")).expect("url");
+    std::fs::create_dir_all(dir.path().join("archive")).expect("dir");
+    let archive = Archive::open(url.as_str(), &S3Settings::default()).expect("archive");
+    let sites = rt.block_on(async {
+        let mut sites = Vec::new();
+        for (i, tz) in ["Europe/Berlin", "America/New_York", "Asia/Kolkata"]
+            .iter()
+            .enumerate()
+        {
+            sites.push(
+                store
+                    .create_site(NewSite {
+                        domain: format!("s{}.example", i + 1),
+                        timezone: (*tz).into(),
+                        currency: "EUR".into(),
+                        measurement_id: format!("G-{i}"),
+                        api_secret_hash: String::new(),
+                        created_at_us: 0,
+                    })
+                    .await
+                    .expect("site"),
+            );
+        }
+        // Appended to the log, then archived from it in batches of 500 events, as a busy
+        // archiver flushes, and compacted; the archiver's position is the end of the log.
+        let all = events();
+        for chunk in all.chunks(1000) {
+            let records = chunk
+                .iter()
+                .map(|e| Record {
+                    key: e.site_id,
+                    payload: e.encode(),
+                })
+                .collect();
+            log.append(records).await.expect("append");
+        }
+        let mut written = 0;
+        let mut checkpoints = Vec::new();
+        for partition in 0..4 {
+            let mut at = 0;
+            loop {
+                let entries = log
+                    .read(partition, at, 500, Duration::ZERO)
+                    .await
+                    .expect("read");
+                let Some(last) = entries.last() else {
+                    break;
+                };
+                at = last.offset + 1;
+                let batch: Vec<ArchivedEvent> = entries
+                    .iter()
+                    .map(|e| ArchivedEvent {
+                        partition,
+                        offset: e.offset,
+                        event: Event::decode(&e.payload).expect("decode"),
+                    })
+                    .collect();
+                let files = archive.write(&batch).await.expect("write");
+                written += files.iter().map(|f| f.size).sum::<u64>();
+            }
+            checkpoints.push(Checkpoint {
+                partition,
+                offset: at,
+                complete_through_us: 0,
+            });
+        }
+        store
+            .write_batch(Arc::new(WriteBatch {
+                consumer: footfall_archive::archiver::CONSUMER.into(),
+                checkpoints,
+                ..Default::default()
+            }))
+            .await
+            .expect("checkpoint");
+        for p in 0..4 {
+            archive.compact(p, i64::MAX).await.expect("compact");
+        }
+        let compacted: u64 = archive
+            .list()
+            .await
+            .expect("list")
+            .iter()
+            .map(|f| f.size)
+            .sum();
+        eprintln!(
+            "archive: {EVENTS} events; {:.1} bytes/event in 500-event files, {:.1} bytes/event after hourly compaction",
+            written as f64 / EVENTS as f64,
+            compacted as f64 / EVENTS as f64
+        );
+        sites
+    });
+    let ctx = Context {
+        store,
+        log,
+        archive,
+        clock: Arc::new(ManualClock::new(T0 + 30 * 86_400_000_000)),
+        config: RunnerConfig::default(),
+    };
+    let request = Request {
+        sites,
+        from: NaiveDate::from_ymd_opt(2024, 3, 4).expect("date"),
+        to: NaiveDate::from_ymd_opt(2024, 3, 10).expect("date"),
+        dry_run: true,
+    };
+    let run = || {
+        rt.block_on(reprocess(
+            &ctx,
+            request.clone(),
+            Arc::new(Mutex::new(Default::default())),
+        ))
+        .expect("reprocess")
+    };
+    let read = run().events;
+    let mut g = c.benchmark_group("reprocess");
+    g.throughput(Throughput::Elements(read));
+    g.sample_size(10);
+    g.bench_function(format!("one week, {read} events read (dry run)"), |b| {
+        b.iter(run)
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
