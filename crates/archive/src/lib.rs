@@ -159,8 +159,9 @@ impl std::fmt::Debug for Archive {
 const EVENTS_PREFIX: &str = "events/v1";
 
 impl Archive {
-    /// Opens the archive at `url`: `file:///absolute/dir` (created if missing) or
-    /// `s3://bucket/prefix` with `s3` settings.
+    /// Opens the archive at `url`: `file:///absolute/dir` (created if missing),
+    /// `s3://bucket/prefix` with `s3` settings, `gs://bucket/prefix` or
+    /// `az://container/prefix` (credentials from the providers' standard variables).
     ///
     /// # Errors
     /// [`ArchiveError::Location`] for an unsupported scheme, a relative path, a directory
@@ -205,16 +206,28 @@ impl Archive {
                     b = b.with_secret_access_key(v);
                 }
                 let store = b.build().map_err(|e| bad(e.to_string()))?;
-                let prefix = parsed.path().trim_matches('/');
-                if prefix.is_empty() {
-                    Arc::new(store)
-                } else {
-                    Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
-                }
+                prefixed(store, parsed.path())
+            }
+            // Google Cloud Storage and Azure Blob Storage, configured by their standard
+            // variables (GOOGLE_SERVICE_ACCOUNT / GOOGLE_APPLICATION_CREDENTIALS;
+            // AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY, ...).
+            "gs" => {
+                let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                prefixed(store, parsed.path())
+            }
+            "az" | "azure" | "abfs" | "abfss" => {
+                let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                prefixed(store, parsed.path())
             }
             other => {
                 return Err(bad(format!(
-                    "scheme {other:?} is not supported by this build; use file:// or s3://"
+                    "scheme {other:?} is not supported; use file://, s3://, gs:// or az://"
                 )))
             }
         };
@@ -371,6 +384,16 @@ impl Archive {
         out.sort_by_key(|r| (r.partition, r.offset));
         out.dedup_by_key(|r| (r.partition, r.offset));
         Ok(out)
+    }
+}
+
+/// `store` under `path` (a URL's path), or `store` itself for an empty path.
+fn prefixed<S: ObjectStore>(store: S, path: &str) -> Arc<dyn ObjectStore> {
+    let prefix = path.trim_matches('/');
+    if prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
     }
 }
 

@@ -156,9 +156,9 @@ fn locations_are_checked() {
             .to_string()
     };
     assert!(
-        err("gs://bucket/x").contains("not supported"),
+        err("ftp://host/x").contains("not supported"),
         "{}",
-        err("gs://bucket/x")
+        err("ftp://host/x")
     );
     assert!(err("not a url").contains("not a URL"));
     assert!(err("s3:///x").contains("names a bucket"));

@@ -46,7 +46,8 @@ pub struct Config {
 pub struct ArchiveConfig {
     /// Run the archiver; without it, nothing can be reprocessed and the log is never trimmed.
     pub enabled: bool,
-    /// `file:///absolute/dir` or `s3://bucket/prefix`; empty for `DATA_DIR/archive`.
+    /// `file:///absolute/dir`, `s3://bucket/prefix`, `gs://bucket/prefix` or
+    /// `az://container/prefix`; empty for `DATA_DIR/archive`.
     pub url: String,
     /// Longest time an event waits in memory before it is written to the archive, seconds.
     pub flush_interval_s: u64,
