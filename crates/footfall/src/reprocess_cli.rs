@@ -115,14 +115,25 @@ pub fn render(outcome: &Value, dry_run: bool) -> String {
         ));
     }
     let events = outcome["events"].as_u64().unwrap_or(0);
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     out.push_str(&format!(
-        "{} days, {changed} changed; {events} events read\n",
-        days.len()
+        "{} with data, {changed} changed; {events} records read (events and accounting records)\n",
+        plural(days.len(), "day", "days")
     ));
+    let sites: Vec<&str> = outcome["sites"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     match outcome["generation"].as_u64() {
-        Some(g) if !dry_run => out.push_str(&format!(
-            "generation {g} is now served for these days (`footfall generations rollback --site D` restores the previous answers)\n"
-        )),
+        Some(g) if !dry_run => {
+            out.push_str(&format!(
+                "generation {g} is now served for these days; to serve the previous answers again:\n"
+            ));
+            for site in sites {
+                out.push_str(&format!("  footfall generations rollback --site {site}\n"));
+            }
+        }
         _ => out.push_str("dry run: nothing was written\n"),
     }
     out

@@ -149,6 +149,10 @@ fn a_time_zone_fix_is_reprocessed_into_history_and_rolled_back_exactly() {
         "{table}"
     );
     assert!(table.contains("is now served"), "{table}");
+    assert!(
+        table.contains("footfall generations rollback --site shop.example"),
+        "{table}"
+    );
     let after = daily(server.addr, &key, "2024-03-09", "2024-03-10");
     assert_eq!(
         after["results"],

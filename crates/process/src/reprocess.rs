@@ -100,9 +100,12 @@ pub struct DayFigures {
 /// The result of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    /// The domains of the sites reprocessed.
+    pub sites: Vec<String>,
     /// The new generation (none for a dry run).
     pub generation: Option<u32>,
-    /// Events read.
+    /// Records read from the archive and the log for the sites and days (events, and the
+    /// collector's accounting records).
     pub events: u64,
     /// Cells written (or that would be).
     pub cells: u64,
@@ -263,6 +266,24 @@ async fn run(
             ];
             cuts.push(cut);
         }
+        // Recorded as building before the cut exists, so that a live processor that reads
+        // the cut, saves its mirror and restarts finds the generation (its exact cut offset
+        // follows once the cut is found).
+        for r in runs {
+            ctx.store
+                .put_generation(&Generation {
+                    id: g,
+                    site_id: r.site.id,
+                    from_day: r.from_day,
+                    to_day: r.to_day,
+                    state: GenerationState::Building,
+                    partition: r.partition,
+                    cut_offset: 0,
+                    created_at_us: now,
+                    events: 0,
+                })
+                .await?;
+        }
         ctx.log
             .append(
                 cuts.iter()
@@ -417,6 +438,7 @@ async fn run(
     let days = compare(ctx.store.as_ref(), runs, &cells).await?;
     let Some(g) = generation else {
         return Ok(Outcome {
+            sites: runs.iter().map(|r| r.site.domain.clone()).collect(),
             generation: None,
             events: total,
             cells: cells.len() as u64,
@@ -468,6 +490,7 @@ async fn run(
         tracing::info!(site = %r.site.domain, generation = g, from = %req.from, to = %req.to, "reprocessed generation served");
     }
     Ok(Outcome {
+        sites: runs.iter().map(|r| r.site.domain.clone()).collect(),
         generation: Some(g),
         events: total,
         cells: n,
