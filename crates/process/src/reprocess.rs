@@ -154,6 +154,28 @@ struct SiteRun {
 }
 
 impl SiteRun {
+    /// This site's record of generation `id`.
+    fn record(
+        &self,
+        id: u32,
+        state: GenerationState,
+        cut_offset: u64,
+        at_us: i64,
+        events: u64,
+    ) -> Generation {
+        Generation {
+            id,
+            site_id: self.site.id,
+            from_day: self.from_day,
+            to_day: self.to_day,
+            state,
+            partition: self.partition,
+            cut_offset,
+            created_at_us: at_us,
+            events,
+        }
+    }
+
     fn day_of(&self, k: &CellKey) -> i64 {
         match k.granularity {
             Granularity::Day => k.bucket,
@@ -210,17 +232,7 @@ pub async fn reprocess(
     if let (Err(_), Some(g)) = (&result, generation) {
         // Sites already switched keep serving (and mirroring) the generation.
         for r in runs.iter().filter(|r| !switched.contains(&r.site.id)) {
-            let failed = Generation {
-                id: g,
-                site_id: r.site.id,
-                from_day: r.from_day,
-                to_day: r.to_day,
-                state: GenerationState::Failed,
-                partition: r.partition,
-                cut_offset: 0,
-                created_at_us: ctx.clock.now_us(),
-                events: 0,
-            };
+            let failed = r.record(g, GenerationState::Failed, 0, ctx.clock.now_us(), 0);
             if let Err(e) = ctx.store.put_generation(&failed).await {
                 tracing::warn!(error = %e, generation = g, "could not mark a failed generation");
             }
@@ -270,19 +282,8 @@ async fn run(
         // the cut, saves its mirror and restarts finds the generation (its exact cut offset
         // follows once the cut is found).
         for r in runs {
-            ctx.store
-                .put_generation(&Generation {
-                    id: g,
-                    site_id: r.site.id,
-                    from_day: r.from_day,
-                    to_day: r.to_day,
-                    state: GenerationState::Building,
-                    partition: r.partition,
-                    cut_offset: 0,
-                    created_at_us: now,
-                    events: 0,
-                })
-                .await?;
+            let building = r.record(g, GenerationState::Building, 0, now, 0);
+            ctx.store.put_generation(&building).await?;
         }
         ctx.log
             .append(
@@ -300,19 +301,9 @@ async fn run(
             bounds.insert(partition, offset);
         }
         for r in runs {
-            ctx.store
-                .put_generation(&Generation {
-                    id: g,
-                    site_id: r.site.id,
-                    from_day: r.from_day,
-                    to_day: r.to_day,
-                    state: GenerationState::Building,
-                    partition: r.partition,
-                    cut_offset: bounds.get(&r.partition).copied().unwrap_or_default(),
-                    created_at_us: now,
-                    events: 0,
-                })
-                .await?;
+            let cut = bounds.get(&r.partition).copied().unwrap_or_default();
+            let building = r.record(g, GenerationState::Building, cut, now, 0);
+            ctx.store.put_generation(&building).await?;
         }
         cut_received_us = Some(cut_at);
     } else {
@@ -374,6 +365,7 @@ async fn run(
         })
         .collect();
     let mut deltas: IndexMap<CellKey, CellValue> = IndexMap::new();
+    let mut per_site: HashMap<u64, u64> = HashMap::new();
     let mut engine = Engine::new();
     let mut current: Option<u32> = None;
     let finish = |engine: &mut Engine, deltas: &mut IndexMap<CellKey, CellValue>| {
@@ -396,7 +388,7 @@ async fn run(
             current = Some(r.partition);
         }
         let e = &r.event;
-
+        *per_site.entry(e.site_id).or_default() += 1;
         if e.protocol == Protocol::Accounting && e.name == GENERATION_CUT {
             // An earlier run's cut: live processing ended the idle visits there.
             engine.close_idle(e.received_at_us);
@@ -466,23 +458,10 @@ async fn run(
     }
     set(progress, |p| p.phase = "switching".into());
     for r in runs {
-        let site_events = events
-            .iter()
-            .filter(|e| e.event.site_id == r.site.id)
-            .count();
-        ctx.store
-            .put_generation(&Generation {
-                id: g,
-                site_id: r.site.id,
-                from_day: r.from_day,
-                to_day: r.to_day,
-                state: GenerationState::Ready,
-                partition: r.partition,
-                cut_offset: bounds.get(&r.partition).copied().unwrap_or_default(),
-                created_at_us: now,
-                events: site_events as u64,
-            })
-            .await?;
+        let cut = bounds.get(&r.partition).copied().unwrap_or_default();
+        let read = per_site.get(&r.site.id).copied().unwrap_or(0);
+        let ready = r.record(g, GenerationState::Ready, cut, now, read);
+        ctx.store.put_generation(&ready).await?;
         ctx.store
             .serve_span(r.site.id, r.from_day, r.to_day, g)
             .await?;
