@@ -264,18 +264,24 @@ impl Archive {
         for ((hour_us, partition), mut group) in by_file {
             group.sort_by_key(|r| r.offset);
             let info = file_info(hour_us, partition, &group);
-            let bytes = encode_file(&group).map_err(|reason| ArchiveError::File {
-                path: info.path.to_string(),
-                reason,
-            })?;
-            let size = bytes.len() as u64;
-            self.store.put(&info.path, PutPayload::from(bytes)).await?;
+            let size = self.put_file(&info, &group).await?;
             metrics::counter!("footfall_archive_bytes_written_total").increment(size);
             metrics::counter!("footfall_archive_events_written_total")
                 .increment(group.len() as u64);
             written.push(FileInfo { size, ..info });
         }
         Ok(written)
+    }
+
+    /// Encodes `rows` and stores them at `info.path`; returns the size in bytes.
+    async fn put_file(&self, info: &FileInfo, rows: &[ArchivedEvent]) -> Result<u64, ArchiveError> {
+        let bytes = encode_file(rows).map_err(|reason| ArchiveError::File {
+            path: info.path.to_string(),
+            reason,
+        })?;
+        let size = bytes.len() as u64;
+        self.store.put(&info.path, PutPayload::from(bytes)).await?;
+        Ok(size)
     }
 
     /// Lists every archive file; names that do not follow the layout are skipped.
@@ -342,13 +348,7 @@ impl Archive {
             rows.sort_by_key(|r| r.offset);
             rows.dedup_by_key(|r| r.offset);
             let merged = file_info(hour_us, partition, &rows);
-            let bytes = encode_file(&rows).map_err(|reason| ArchiveError::File {
-                path: merged.path.to_string(),
-                reason,
-            })?;
-            self.store
-                .put(&merged.path, PutPayload::from(bytes))
-                .await?;
+            self.put_file(&merged, &rows).await?;
             for f in files.iter().filter(|f| f.path != merged.path) {
                 self.store.delete(&f.path).await?;
                 removed += 1;

@@ -66,12 +66,8 @@ fn cell(
     )
 }
 
-async fn answer(
-    cells: Vec<(CellKey, CellValue)>,
-    tz: &str,
-    query: serde_json::Value,
-    now: &str,
-) -> Answer {
+/// A store in a temporary directory (kept alive by the returned guard) holding `cells`.
+async fn store_with(cells: Vec<(CellKey, CellValue)>) -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
     store
@@ -82,6 +78,16 @@ async fn answer(
         }))
         .await
         .unwrap();
+    (dir, store)
+}
+
+async fn answer(
+    cells: Vec<(CellKey, CellValue)>,
+    tz: &str,
+    query: serde_json::Value,
+    now: &str,
+) -> Answer {
+    let (_dir, store) = store_with(cells).await;
     let q = parse(query.to_string().as_bytes()).unwrap();
     let now_us = DateTime::parse_from_rfc3339(now)
         .unwrap()
@@ -574,16 +580,7 @@ async fn reprocessed_days_are_served_from_their_generation_plus_its_mirror() {
             ),
         ),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
-    store
-        .write_batch(std::sync::Arc::new(WriteBatch {
-            consumer: "processor".into(),
-            cells,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    let (_dir, store) = store_with(cells).await;
     store.serve_span(1, d2, d2, 5).await.unwrap();
     let run = |q: serde_json::Value| {
         let q = parse(q.to_string().as_bytes()).unwrap();
