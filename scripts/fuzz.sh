@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-20}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in plausible ga4_mp access_log query; do
+for target in plausible ga4_mp ga4_gtag access_log query; do
   echo "== fuzz $target for ${seconds}s"
   mkdir -p "corpus/$target"
   cp -n seeds/"$target"/* "corpus/$target"/ 2>/dev/null || true

@@ -120,6 +120,7 @@ pub fn protocol_name(p: Protocol) -> &'static str {
         Protocol::Ga4MeasurementProtocol => "ga4_mp",
         Protocol::AccessLog => "access_log",
         Protocol::Accounting => "accounting",
+        Protocol::Ga4Gtag => "ga4_gtag",
     }
 }
 
@@ -129,6 +130,7 @@ fn protocol_from_name(s: &str) -> Option<Protocol> {
         "ga4_mp" => Protocol::Ga4MeasurementProtocol,
         "access_log" => Protocol::AccessLog,
         "accounting" => Protocol::Accounting,
+        "ga4_gtag" => Protocol::Ga4Gtag,
         _ => return None,
     })
 }

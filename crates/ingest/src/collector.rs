@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use footfall_log::{AppendOutcome, Log, LogError, Record};
 use footfall_model::clock::Clock;
-use footfall_model::decode::{ga4, plausible, Hit};
+use footfall_model::decode::{ga4, gtag, plausible, Hit};
 use footfall_model::event::{Event, Protocol};
 use footfall_model::site::Site;
 use footfall_model::url_parts::parse_request_target;
@@ -34,6 +34,7 @@ use serde_json::json;
 use crate::client_ip::{client_ip, is_trusted};
 use crate::geo::{Geo, Location};
 use crate::limits::{retry_after_secs, KeyedLimiter};
+use crate::realtime::Realtime;
 use crate::sites::SiteCache;
 use crate::visitor::{cookieless_hash, random_key, VisitorHasher};
 
@@ -80,6 +81,7 @@ pub struct Collector {
     config: CollectorConfig,
     id_prefix: u64,
     id_counter: AtomicU64,
+    realtime: Realtime,
     site_limiter: KeyedLimiter<u64>,
     geo: Geo,
     /// Hits of known sites that were not accepted, by (site, outcome), until the next
@@ -187,12 +189,18 @@ impl Collector {
             drops: std::sync::Mutex::default(),
             id_prefix,
             id_counter: AtomicU64::new(0),
+            realtime: Realtime::default(),
         }))
     }
 
     /// The site cache (the admin API invalidates it after changes).
     pub fn sites(&self) -> &SiteCache {
         &self.sites
+    }
+
+    /// Current visitors per site, from the events this collector accepted.
+    pub fn realtime(&self) -> &Realtime {
+        &self.realtime
     }
 
     /// The visitor hasher (the server rotates its salts daily).
@@ -206,6 +214,7 @@ impl Collector {
             .route("/api/event", post(plausible_event))
             .route("/mp/collect", post(mp_collect))
             .route("/debug/mp/collect", post(mp_debug))
+            .route("/g/collect", post(gtag_collect).get(gtag_collect))
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(cors())
             .with_state(self.clone())
@@ -308,6 +317,15 @@ impl Collector {
         let started = std::time::Instant::now();
         let r = self.log.append(records).await;
         metrics::histogram!("footfall_log_append_seconds").record(started.elapsed().as_secs_f64());
+        if r.is_ok() {
+            let now = self.clock.now_us();
+            for e in events
+                .iter()
+                .filter(|e| e.bot.is_none() && e.protocol != Protocol::Accounting)
+            {
+                self.realtime.record(e.site_id, e.visitor_id, now);
+            }
+        }
         r
     }
 
@@ -475,7 +493,7 @@ fn cors() -> tower_http::cors::CorsLayer {
     use axum::http::Method;
     tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::Any)
-        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(86_400))
 }
@@ -721,6 +739,82 @@ async fn mp_collect(
         }
         Err(e) => {
             count("ga4_mp", "unavailable", events.len() as u64);
+            c.unavailable(&e)
+        }
+    }
+}
+
+/// `GET` or `POST /g/collect`: GA4 browser hits in gtag.js's wire format (see
+/// [`footfall_model::decode::gtag`]). The site is the one whose measurement id is `tid`; no
+/// API secret is asked, as browsers cannot keep one. The User-Agent and address are the
+/// visitor's, so bot, device and geo rules apply as for Plausible hits. Answers `204` like
+/// Google's endpoint, also for hits it leaves out (counted as invalid or unknown site), and
+/// `429`/`503` when it could not keep them.
+async fn gtag_collect(
+    State(c): State<Arc<Collector>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = c.clock.now_us();
+    let decoded = gtag::decode(query.as_deref().unwrap_or_default(), &body, window(&c, now));
+    let site = match decoded.measurement_id.as_deref() {
+        Some(mid) => match c.sites.by_measurement_id(mid).await {
+            Ok(s) => s,
+            Err(e) => return internal(&e),
+        },
+        None => None,
+    };
+    let Some(site) = site else {
+        count(
+            "ga4_gtag",
+            "unknown_site",
+            decoded.request.events.len().max(1) as u64,
+        );
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let request = decoded.request;
+    if request.dropped_events > 0 {
+        let invalid = (request.dropped_events - request.late_events) as u64;
+        count("ga4_gtag", "invalid", invalid);
+        count("ga4_gtag", "late", request.late_events as u64);
+        c.note_drop(site.id, "invalid", invalid);
+        c.note_drop(site.id, "late", request.late_events as u64);
+    }
+    let Some(client_id) = request.client_id.as_deref() else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let ip = client_ip(peer.ip(), &headers, &c.config.trusted_proxies);
+    let location = c.geo.locate(
+        ip,
+        &headers,
+        is_trusted(peer.ip(), &c.config.trusted_proxies),
+    );
+    let visitor = c.hasher.client_id(site.id, client_id);
+    let ua = user_agent(&headers);
+    let events: Vec<Event> = request
+        .events
+        .into_iter()
+        .map(|hit| {
+            let mut e = c.event(&site, hit, (visitor, None), &ua, Protocol::Ga4Gtag, now);
+            e.set_location(&location);
+            e
+        })
+        .collect();
+    if events.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    if let Some(limited) = c.rate_limit(&site, events.len(), "ga4_gtag") {
+        return limited;
+    }
+    match c.append(&events).await {
+        Ok(()) => {
+            count("ga4_gtag", "accepted", events.len() as u64);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => {
+            count("ga4_gtag", "unavailable", events.len() as u64);
             c.unavailable(&e)
         }
     }

@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 /// The name of the event that counts as a pageview.
 pub const PAGEVIEW: &str = "pageview";
 
+/// Name of the engagement events that Plausible's tracker sends when a visitor leaves a page
+/// (with `e`, engaged time in ms, and `sd`, scroll depth in %). They are not custom events:
+/// they count in no metric of their own and only extend the visit they belong to, so that
+/// its duration includes the time on its last page; one that belongs to no open visit is
+/// ignored.
+pub const ENGAGEMENT: &str = "engagement";
+
 /// The name of an accounting record: the collector's count of a site's hits it did not
 /// accept, by outcome (props `outcome` and `count`). Not an analytics event.
 pub const INGEST_ACCOUNTING: &str = "$ingest";
@@ -36,6 +43,9 @@ pub enum Protocol {
     /// The collector's own accounting records ([`INGEST_ACCOUNTING`]); no client can send
     /// these.
     Accounting,
+    /// GA4 browser hits in gtag.js's wire format (`/g/collect`); unlike the Measurement
+    /// Protocol, the User-Agent and address are the visitor's own.
+    Ga4Gtag,
 }
 
 /// UTM campaign parameters, as sent (not yet canonicalised).

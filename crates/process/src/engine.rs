@@ -9,7 +9,7 @@ use footfall_enrich::user_agent;
 use footfall_enrich::UNKNOWN;
 use footfall_model::bucket::{day_bucket, hour_bucket};
 use footfall_model::event::Event;
-use footfall_model::event::{Protocol, INGEST_ACCOUNTING};
+use footfall_model::event::{Protocol, ENGAGEMENT, INGEST_ACCOUNTING};
 use footfall_model::rollup::{CellKey, CellValue, Dimension, Granularity, PROP_SEPARATOR};
 use indexmap::IndexMap;
 
@@ -202,6 +202,10 @@ impl Engine {
     }
 
     fn process_visit(&mut self, e: &Event, site: &SiteInfo) {
+        if e.name == ENGAGEMENT && e.protocol == Protocol::Plausible {
+            self.engage(e);
+            return;
+        }
         let own = (e.site_id, e.visitor_id);
         // A visit in progress across the daily salt rotation is filed under yesterday's id.
         let prev = e.prev_visitor_id.map(|p| (e.site_id, p)).filter(|k| {
@@ -445,6 +449,34 @@ impl Engine {
             }
         }
         self.recontribute(v);
+    }
+
+    /// An engagement event ([`ENGAGEMENT`]): the open visit it belongs to lasts until it, and
+    /// nothing else changes; with no such visit it is ignored rather than starting one.
+    fn engage(&mut self, e: &Event) {
+        let keys = [
+            Some((e.site_id, e.visitor_id)),
+            e.prev_visitor_id.map(|p| (e.site_id, p)),
+        ];
+        for key in keys.into_iter().flatten() {
+            let Some(mut list) = self.visits.remove(&key) else {
+                continue;
+            };
+            let Some(i) = list.iter().position(|v| joinable(v, e)) else {
+                self.visits.insert(key, list);
+                continue;
+            };
+            let mut v = list.swap_remove(i);
+            self.expiry.remove(&expiry_key(&v, key));
+            v.last_received_us = v.last_received_us.max(e.received_at_us);
+            v.last_us = v.last_us.max(e.timestamp_us);
+            self.recontribute(&mut v);
+            self.expiry.insert(expiry_key(&v, key));
+            list.push(v);
+            self.visits.insert(key, list);
+            self.changed.insert(key);
+            return;
+        }
     }
 
     /// Moves the visit's row in visit-scoped cells from where it was to where it belongs now.

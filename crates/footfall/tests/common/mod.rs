@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -309,4 +309,51 @@ pub fn python_with(packages: &[&str]) -> Command {
     let mut c = Command::new("python3");
     c.env("PYTHONPATH", &dir);
     c
+}
+
+/// The directory whose `node_modules` holds the npm packages pinned in
+/// `tests/browser/package.json` (playwright-core, the official Plausible tracker, a GA4 gtag
+/// client): installed once with `npm ci` from the committed lock file into the test target
+/// directory.
+pub fn node_deps() -> PathBuf {
+    // Tests of one binary run on parallel threads: one of them installs, the others wait.
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(install_node_deps).clone()
+}
+
+fn install_node_deps() -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nodedeps");
+    let lock =
+        std::fs::read(src.join("package-lock.json")).expect("tests/browser/package-lock.json");
+    let installed = std::fs::read(dir.join("package-lock.json")).ok();
+    if installed.as_deref() != Some(lock.as_slice()) || !dir.join("node_modules").is_dir() {
+        std::fs::create_dir_all(&dir).expect("node deps directory");
+        for f in ["package.json", "package-lock.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).expect("copy package files");
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "`npm ci` failed in {} (Node.js and npm must be installed)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// Debian's Chromium, which the browser tests drive (`apt-get install chromium`; `.ci/run`
+/// installs it). `CHROMIUM` overrides the path.
+pub fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "the browser tests need Chromium at {} (apt-get install chromium, or set CHROMIUM)",
+        path.display()
+    );
+    path
 }

@@ -81,7 +81,7 @@ pub struct ValidationMessage {
 }
 
 impl ValidationMessage {
-    fn new(
+    pub(crate) fn new(
         field_path: impl Into<String>,
         description: impl Into<String>,
         validation_code: &'static str,

@@ -5,6 +5,7 @@
 
 pub mod combined;
 pub mod ga4;
+pub mod gtag;
 pub mod plausible;
 
 use crate::event::{Revenue, Utm};

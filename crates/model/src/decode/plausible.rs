@@ -145,7 +145,13 @@ pub fn decode(body: &[u8]) -> Result<PlausibleEvent, FieldError> {
             referrer,
             props,
             revenue,
-            engagement_ms: None,
+            // Engagement events carry the engaged time in `e` (ms); `sd` (scroll depth) is
+            // not kept.
+            engagement_ms: obj
+                .get("e")
+                .and_then(Value::as_f64)
+                .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                .map(|ms| ms as u64),
             interactive,
             timestamp_us: None,
             session_id: None,
@@ -278,6 +284,10 @@ mod tests {
             "/#/x"
         );
         assert_eq!(e.hit.props, vec![("k".into(), "v".into())]);
+        // The official tracker's engagement event: engaged time `e` in ms, scroll depth `sd`.
+        let e = decode(br#"{"n":"engagement","u":"https://a.example/","d":"a.example","e":1234,"sd":40,"v":36}"#).unwrap();
+        assert_eq!(e.hit.name, crate::event::ENGAGEMENT);
+        assert_eq!(e.hit.engagement_ms, Some(1234));
     }
 
     #[test]

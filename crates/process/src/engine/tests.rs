@@ -610,3 +610,37 @@ fn custom_properties_count_per_name_and_value() {
         1
     );
 }
+
+#[test]
+fn engagement_events_extend_their_visit_and_count_in_no_metric() {
+    // Visitor 1: a pageview at 10:00:00, then an engagement event at 10:02:30 when leaving:
+    // one visit of 150 s, still one pageview and one event, still a bounce (one pageview, no
+    // interactive custom event), and no goal named "engagement".
+    // Visitor 2: an engagement event with no visit open: ignored, no visit is started.
+    let engage = |visitor: u64, at: &str| {
+        let mut e = pv(visitor, at, "/");
+        e.name = footfall_model::event::ENGAGEMENT.into();
+        e.engagement_ms = Some(150_000);
+        e
+    };
+    let events = [
+        pv(1, "2024-05-01T10:00:00Z", "/"),
+        engage(1, "2024-05-01T10:02:30Z"),
+        engage(2, "2024-05-01T10:03:00Z"),
+    ];
+    let cells = run(&events, "UTC", true);
+    let dd = day("2024-05-01");
+    let t = get(&cells, Granularity::Day, Dimension::Total, dd, "").unwrap();
+    assert_eq!(
+        (
+            t.visitors.estimate(),
+            t.visits,
+            t.pageviews,
+            t.events,
+            t.bounces,
+            t.visit_duration_s
+        ),
+        (1, 1, 1, 1, 1, 150)
+    );
+    assert!(get(&cells, Granularity::Day, Dimension::Goal, dd, "engagement").is_none());
+}
