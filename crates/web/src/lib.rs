@@ -3,9 +3,12 @@
 //! - [`query_api`]: `POST /api/v2/query` with `Authorization: Bearer KEY`;
 //! - [`admin`]: the admin API (sites, keys, imports) that the CLI talks to over the server's
 //!   Unix socket, or in-process when no server is running;
-//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
+//! - [`dashboard`]: the dashboard at `/`, the tracker at `/js/script.js`, and the sites and
+//!   realtime endpoints the dashboard reads.
 
 pub mod admin;
+pub mod dashboard;
 pub mod error;
 pub mod generations;
 pub mod ops;
@@ -57,11 +60,13 @@ pub enum MetricsAccess {
     Closed,
 }
 
-/// The public router: collector endpoints, the query API and the ops endpoints.
+/// The public router: collector endpoints, the query API, the dashboard and the ops
+/// endpoints.
 pub fn public_router(state: Arc<AppState>) -> axum::Router {
     state
         .collector
         .router()
         .merge(query_api::router(state.clone()))
+        .merge(dashboard::router(state.clone()))
         .merge(ops::router(state))
 }

@@ -1,0 +1,158 @@
+//! The dashboard at `/`, the tracker script at `/js/script.js`, and the two small read
+//! endpoints the dashboard needs besides the query API:
+//!
+//! - `GET /api/v2/sites` (`Authorization: Bearer KEY`): the sites the key may read,
+//!   `{"sites": [{"domain", "time_zone", "currency"}]}`, by domain;
+//! - `GET /api/v2/realtime?site_id=DOMAIN` (same key): current visitors,
+//!   `{"visitors": 3, "approximate": false, "window_seconds": 300}` (see
+//!   [`footfall_ingest::realtime`]).
+//!
+//! The assets are compiled into the binary (`include_str!`), so the dashboard works offline
+//! and needs no CDN. They are plain HTML, CSS and JavaScript with a hand-drawn SVG chart, no
+//! framework and no build step. Every page and asset of the dashboard is served with a strict
+//! Content-Security-Policy: scripts and styles only from this origin, no inline script or
+//! style, no framing, requests only to this origin. Everything a sender controls is put into
+//! the page as text (`textContent`), never as HTML.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::query_api::{authenticate, authorize_site};
+use crate::AppState;
+
+/// The dashboard page.
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+/// The dashboard's script.
+const APP_JS: &str = include_str!("../assets/app.js");
+/// The dashboard's styles.
+const APP_CSS: &str = include_str!("../assets/app.css");
+/// The tracker that sites embed.
+pub const TRACKER_JS: &str = include_str!("../assets/script.js");
+
+/// The dashboard's Content-Security-Policy (CSP Level 3 directives).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// The dashboard's and tracker's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/js/script.js", get(tracker))
+        .route("/api/v2/sites", get(sites))
+        .route("/api/v2/realtime", get(realtime))
+        .with_state(state)
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// The tracker: any site may load it, so no CSP of ours applies, and it may be cached.
+async fn tracker() -> Response {
+    let mut r = TRACKER_JS.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+async fn sites(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let run = async {
+        let key = authenticate(&state, &headers).await?;
+        let mut sites = Vec::new();
+        for id in &key.site_ids {
+            if let Some(s) = state.store.site(*id).await? {
+                sites.push(s);
+            }
+        }
+        sites.sort_by(|a, b| a.domain.cmp(&b.domain));
+        let list: Vec<_> = sites
+            .iter()
+            .map(|s| json!({"domain": s.domain, "time_zone": s.timezone, "currency": s.currency}))
+            .collect();
+        Ok::<_, ApiError>(Json(json!({ "sites": list })).into_response())
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Query parameters of `/api/v2/realtime`.
+#[derive(Debug, Deserialize)]
+struct RealtimeParams {
+    site_id: Option<String>,
+}
+
+async fn realtime(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<RealtimeParams>,
+) -> Response {
+    let run = async {
+        let key = authenticate(&state, &headers).await?;
+        let domain = params.site_id.filter(|d| !d.is_empty()).ok_or_else(|| {
+            ApiError::bad_request("site_id", "the site_id query parameter is required")
+        })?;
+        let site = authorize_site(&state, &key, &domain).await?;
+        let now = state.clock.now_us();
+        let current = state.collector.realtime().visitors(site.id, now);
+        Ok::<_, ApiError>(
+            Json(json!({
+                "visitors": current.visitors,
+                "approximate": current.approximate,
+                "window_seconds": footfall_ingest::realtime::WINDOW_US / 1_000_000,
+            }))
+            .into_response(),
+        )
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
