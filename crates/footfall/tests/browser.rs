@@ -280,6 +280,9 @@ fn what_senders_control_is_rendered_as_text_and_exported_neutralised() {
     send(
         json!({"name": "@SUM(1+1)*cmd|' /C calc'!A0", "domain": "xss.test", "url": "https://xss.test/a"}),
     );
+    for name in ["+SUM(1)", "-2+3"] {
+        send(json!({"name": name, "domain": "xss.test", "url": "https://xss.test/a"}));
+    }
     wait_caught_up(server.addr, &key, "xss.test");
 
     let seen = scenario("xss", server.addr, &key);
@@ -330,6 +333,14 @@ fn what_senders_control_is_rendered_as_text_and_exported_neutralised() {
         "{}",
         csv("csvGoals")
     );
+    for name in ["+SUM(1)", "-2+3"] {
+        let line = format!("\"'{name}\",\"1\",\"1\"");
+        assert!(
+            csv("csvGoals").contains(&line),
+            "{line} in {}",
+            csv("csvGoals")
+        );
+    }
     assert!(
         csv("csvGoals").contains("\"<img src=x onerror=alert(3)>\",\"1\",\"1\""),
         "{}",

@@ -767,11 +767,9 @@ async fn gtag_collect(
         None => None,
     };
     let Some(site) = site else {
-        count(
-            "ga4_gtag",
-            "unknown_site",
-            decoded.request.events.len().max(1) as u64,
-        );
+        // Every hit of the request, kept or not, counts as for an unknown site.
+        let hits = decoded.request.events.len() + decoded.request.dropped_events;
+        count("ga4_gtag", "unknown_site", hits.max(1) as u64);
         return StatusCode::NO_CONTENT.into_response();
     };
     let request = decoded.request;

@@ -8,7 +8,10 @@
 //! which `docs/query-api.md` says. Bot events and accounting records are not counted.
 //!
 //! Memory is bounded: at most [`MAX_VISITORS_PER_SITE`] ids per site (16 bytes each); past it
-//! new visitors are not added and answers say they are approximate (a lower bound).
+//! new visitors are not added, and answers say they are approximate (a lower bound) while a
+//! visitor turned away is inside the window. Expired ids are dropped at most once per
+//! [`PRUNE_EVERY_US`] per site on the event path, so a flood of new visitor ids costs one scan
+//! per second, not one per event.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,26 +20,35 @@ use std::sync::Mutex;
 pub const WINDOW_US: i64 = 5 * 60 * 1_000_000;
 /// Most visitor ids kept per site.
 pub const MAX_VISITORS_PER_SITE: usize = 200_000;
+/// Least time between two prunes of one site on the event path, µs.
+pub const PRUNE_EVERY_US: i64 = 1_000_000;
 /// Shards of the table, so that sites on different shards do not wait for one lock.
 const SHARDS: usize = 16;
 
-#[derive(Default)]
 struct SiteWindow {
     /// Visitor id → last seen, UTC µs.
     last_seen: HashMap<u64, i64>,
-    /// Whether a visitor was turned away for the bound since the last prune.
-    full: bool,
+    /// When a visitor was last turned away for the bound, UTC µs.
+    turned_away_us: Option<i64>,
+    pruned_us: i64,
     inserts_since_prune: usize,
 }
 
 impl SiteWindow {
+    fn new(now_us: i64) -> Self {
+        SiteWindow {
+            last_seen: HashMap::new(),
+            turned_away_us: None,
+            pruned_us: now_us,
+            inserts_since_prune: 0,
+        }
+    }
+
     fn prune(&mut self, now_us: i64) {
         let since = now_us - WINDOW_US;
         self.last_seen.retain(|_, t| *t >= since);
         self.inserts_since_prune = 0;
-        if self.last_seen.len() < MAX_VISITORS_PER_SITE {
-            self.full = false;
-        }
+        self.pruned_us = now_us;
     }
 }
 
@@ -72,16 +84,19 @@ impl Realtime {
         let Ok(mut shard) = self.shard(site_id).lock() else {
             return;
         };
-        let w = shard.entry(site_id).or_default();
+        let w = shard
+            .entry(site_id)
+            .or_insert_with(|| SiteWindow::new(now_us));
         if let Some(t) = w.last_seen.get_mut(&visitor_id) {
             *t = (*t).max(now_us);
             return;
         }
-        if w.last_seen.len() >= MAX_VISITORS_PER_SITE || w.inserts_since_prune >= 4096 {
+        let due = now_us - w.pruned_us >= PRUNE_EVERY_US;
+        if due && (w.last_seen.len() >= MAX_VISITORS_PER_SITE || w.inserts_since_prune >= 4096) {
             w.prune(now_us);
         }
         if w.last_seen.len() >= MAX_VISITORS_PER_SITE {
-            w.full = true;
+            w.turned_away_us = Some(now_us);
             return;
         }
         w.inserts_since_prune += 1;
@@ -105,9 +120,9 @@ impl Realtime {
         w.prune(now_us);
         let answer = CurrentVisitors {
             visitors: w.last_seen.len() as u64,
-            approximate: w.full,
+            approximate: w.turned_away_us.is_some_and(|t| t >= now_us - WINDOW_US),
         };
-        if w.last_seen.is_empty() {
+        if w.last_seen.is_empty() && !answer.approximate {
             shard.remove(&site_id);
         }
         answer
@@ -147,7 +162,12 @@ mod tests {
         let a = r.visitors(7, t0);
         assert_eq!(a.visitors, MAX_VISITORS_PER_SITE as u64);
         assert!(a.approximate);
-        let later = r.visitors(7, t0 + WINDOW_US + 1);
+        // One minute on, the first visitor leaves the window (it is pruned) but the visitors
+        // turned away at t0 would still be in it: still approximate.
+        r.record(7, 0, t0 + 60 * 1_000_000);
+        let b = r.visitors(7, t0 + WINDOW_US);
+        assert!(b.approximate);
+        let later = r.visitors(7, t0 + WINDOW_US + 60 * 1_000_000 + 1);
         assert_eq!(later.visitors, 0);
         assert!(!later.approximate);
     }

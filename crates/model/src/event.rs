@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 pub const PAGEVIEW: &str = "pageview";
 
 /// Name of the engagement events that Plausible's tracker sends when a visitor leaves a page
-/// (with `e`, engaged time in ms, and `sd`, scroll depth in %). They are not custom events:
+/// (with `e`, engaged time in ms, and `sd`, scroll depth in %), and that gtag.js's
+/// `user_engagement` hits on `/g/collect` become. They are not custom events:
 /// they count in no metric of their own and only extend the visit they belong to, so that
 /// its duration includes the time on its last page; one that belongs to no open visit is
 /// ignored.

@@ -202,7 +202,7 @@ impl Engine {
     }
 
     fn process_visit(&mut self, e: &Event, site: &SiteInfo) {
-        if e.name == ENGAGEMENT && e.protocol == Protocol::Plausible {
+        if e.name == ENGAGEMENT && matches!(e.protocol, Protocol::Plausible | Protocol::Ga4Gtag) {
             self.engage(e);
             return;
         }
@@ -454,9 +454,10 @@ impl Engine {
     /// An engagement event ([`ENGAGEMENT`]): the open visit it belongs to lasts until it, and
     /// nothing else changes; with no such visit it is ignored rather than starting one.
     fn engage(&mut self, e: &Event) {
+        // As in `process_visit`: a visit under yesterday's id that the event can join first.
         let keys = [
-            Some((e.site_id, e.visitor_id)),
             e.prev_visitor_id.map(|p| (e.site_id, p)),
+            Some((e.site_id, e.visitor_id)),
         ];
         for key in keys.into_iter().flatten() {
             let Some(mut list) = self.visits.remove(&key) else {

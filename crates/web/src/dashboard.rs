@@ -109,7 +109,7 @@ async fn tracker() -> Response {
 
 async fn sites(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let run = async {
-        let key = authenticate(&state, &headers).await?;
+        let key = limited_key(&state, &headers).await?;
         let mut sites = Vec::new();
         for id in &key.site_ids {
             if let Some(s) = state.store.site(*id).await? {
@@ -126,8 +126,25 @@ async fn sites(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The key of a request, within its query rate limit (`limits.queries_per_key_per_s`, shared
+/// with the query API).
+async fn limited_key(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<footfall_store::ApiKey, ApiError> {
+    let key = authenticate(state, headers).await?;
+    state.query_limiter.check(&key.hash, 1).map_err(|wait| {
+        ApiError::rate_limited(
+            "this API key is over its query rate limit; retry later",
+            footfall_ingest::limits::retry_after_secs(wait),
+        )
+    })?;
+    Ok(key)
+}
+
 /// Query parameters of `/api/v2/realtime`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RealtimeParams {
     site_id: Option<String>,
 }
@@ -138,7 +155,7 @@ async fn realtime(
     Query(params): Query<RealtimeParams>,
 ) -> Response {
     let run = async {
-        let key = authenticate(&state, &headers).await?;
+        let key = limited_key(&state, &headers).await?;
         let domain = params.site_id.filter(|d| !d.is_empty()).ok_or_else(|| {
             ApiError::bad_request("site_id", "the site_id query parameter is required")
         })?;

@@ -116,7 +116,24 @@ pub fn decode(query: &str, body: &[u8], window: TimeWindow) -> GtagRequest {
         if user_id.is_none() {
             user_id = get("uid").map(str::to_string);
         }
+        // Everywhere the line's own parameters come before the shared ones and the first of
+        // duplicates wins, as in `get`; the named fields (`dl`, `cu`, …) win over `ep.*`
+        // parameters of the same meaning.
         let mut params = Map::new();
+        for (k, v) in line.iter().chain(shared.iter()) {
+            let (map, name, value) = if let Some(n) = k.strip_prefix("ep.") {
+                (&mut params, n, Value::String(v.clone()))
+            } else if let Some(n) = k.strip_prefix("epn.") {
+                (&mut params, n, number(v))
+            } else if let Some(n) = k.strip_prefix("up.") {
+                (&mut user_properties, n, json!({"value": v}))
+            } else if let Some(n) = k.strip_prefix("upn.") {
+                (&mut user_properties, n, json!({"value": number(v)}))
+            } else {
+                continue;
+            };
+            map.entry(name.to_string()).or_insert(value);
+        }
         for (k, field) in [
             ("dl", "page_location"),
             ("dr", "page_referrer"),
@@ -129,19 +146,13 @@ pub fn decode(query: &str, body: &[u8], window: TimeWindow) -> GtagRequest {
                 params.insert(field.to_string(), Value::String(v.to_string()));
             }
         }
-        // Shared parameters first, so that a line's own value of the same name wins.
-        for (k, v) in shared.iter().chain(line.iter()) {
-            if let Some(name) = k.strip_prefix("ep.") {
-                params.insert(name.to_string(), Value::String(v.clone()));
-            } else if let Some(name) = k.strip_prefix("epn.") {
-                params.insert(name.to_string(), number(v));
-            } else if let Some(name) = k.strip_prefix("up.") {
-                user_properties.insert(name.to_string(), json!({"value": v}));
-            } else if let Some(name) = k.strip_prefix("upn.") {
-                user_properties.insert(name.to_string(), json!({"value": number(v)}));
-            }
-        }
-        let name = get("en").unwrap_or_default();
+        // gtag.js reports engaged time in `user_engagement` hits, a name the Measurement
+        // Protocol reserves; they become Footfall's engagement events (see
+        // `event::ENGAGEMENT`), which extend their visit and count in no metric.
+        let name = match get("en").unwrap_or_default() {
+            "user_engagement" => crate::event::ENGAGEMENT,
+            other => other,
+        };
         events.push(json!({"name": name, "params": params}));
     }
     let Some(client_id) = client_id else {
@@ -216,6 +227,35 @@ mod tests {
             .iter()
             .any(|(k, v)| k == "coupon" && v == "SPRING"));
         assert_eq!(ev[0].session_id.as_deref(), Some("999"));
+    }
+
+    #[test]
+    fn a_lines_own_values_win_and_named_fields_win_over_ep_parameters() {
+        let q = "v=2&tid=G-X&cid=1.2&cu=USD&ep.page_location=https%3A%2F%2Fevil.example%2F&ep.k=shared&epn.value=1";
+        let body = b"en=purchase&dl=https%3A%2F%2Fshop.example%2Fcart&cu=EUR&ep.k=line&ep.k=second&epn.value=2";
+        let r = decode(q, body, WINDOW);
+        let e = &r.request.events[0];
+        assert_eq!(e.page.path, "/cart");
+        assert_eq!(e.page.hostname, "shop.example");
+        let rev = e.revenue.as_ref().expect("revenue");
+        assert_eq!((rev.amount_minor, rev.currency.as_str()), (200, "EUR"));
+        assert!(
+            e.props.iter().any(|(k, v)| k == "k" && v == "line"),
+            "{:?}",
+            e.props
+        );
+    }
+
+    #[test]
+    fn user_engagement_hits_become_engagement_events() {
+        let r = decode(
+            "v=2&tid=G-X&cid=1.2&en=user_engagement&_et=4200&dl=https%3A%2F%2Fa.example%2F",
+            b"",
+            WINDOW,
+        );
+        assert!(r.request.messages.is_empty(), "{:?}", r.request.messages);
+        assert_eq!(r.request.events[0].name, crate::event::ENGAGEMENT);
+        assert_eq!(r.request.events[0].engagement_ms, Some(4200));
     }
 
     #[test]
