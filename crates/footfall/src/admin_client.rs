@@ -41,7 +41,7 @@ impl AdminClient {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
-        let backends = open_backends(config).context(
+        let backends = open_backends(config).await.context(
             "no footfall server is running here, and the data directory cannot be opened directly",
         )?;
         let state = app_state(

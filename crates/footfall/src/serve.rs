@@ -37,15 +37,24 @@ pub struct Backends {
 ///
 /// # Errors
 /// A message naming the backend when its URL names a backend this build does not have, or
-/// when it cannot be opened (in use by a running server, unreadable, wrong partition count).
-pub fn open_backends(config: &Config) -> anyhow::Result<Backends> {
+/// when it cannot be opened (in use by a running server, unreadable, wrong partition count,
+/// brokers that do not answer, a topic that does not exist).
+pub async fn open_backends(config: &Config) -> anyhow::Result<Backends> {
     let (log, embedded_log): (Arc<dyn Log>, _) = match config.log.url.as_str() {
         "" => {
             let commit_linger = Duration::from_micros(config.log.commit_linger_us);
-            let log = Arc::new(EmbeddedLog::open(&EmbeddedLogConfig { path: footfall_log::embedded::default_path(&config.data_dir), partitions: config.log.partitions, commit_linger, cache_bytes: config.log.cache_mib << 20 }).context("opening the embedded log")?);
+            let log = Arc::new(
+                EmbeddedLog::open(&EmbeddedLogConfig {
+                    path: footfall_log::embedded::default_path(&config.data_dir),
+                    partitions: config.log.partitions,
+                    commit_linger,
+                    cache_bytes: config.log.cache_mib << 20,
+                })
+                .context("opening the embedded log")?,
+            );
             (log.clone(), Some(log))
         }
-        url if url.starts_with("kafka://") => bail!("log.url = {url:?}: this build has no Kafka log backend yet; leave log.url empty for the embedded log"),
+        url if url.starts_with("kafka://") => (open_kafka(url).await?, None),
         url => bail!("log.url = {url:?}: unknown backend; leave it empty for the embedded log"),
     };
     let store: Arc<dyn Store> = match config.store.url.as_str() {
@@ -58,6 +67,23 @@ pub fn open_backends(config: &Config) -> anyhow::Result<Backends> {
         embedded_log,
         store,
     })
+}
+
+/// Opens the Kafka log at `url` (see `footfall_log::kafka`).
+#[cfg(feature = "kafka")]
+async fn open_kafka(url: &str) -> anyhow::Result<Arc<dyn Log>> {
+    let address = footfall_log::kafka::KafkaAddress::parse(url)
+        .map_err(|e| anyhow::anyhow!("log.url: {e}"))?;
+    let log = footfall_log::kafka::KafkaLog::open(address)
+        .await
+        .context("opening the Kafka log (log.url)")?;
+    Ok(Arc::new(log))
+}
+
+/// Without the `kafka` feature, a `kafka://` log is refused at start.
+#[cfg(not(feature = "kafka"))]
+async fn open_kafka(url: &str) -> anyhow::Result<Arc<dyn Log>> {
+    bail!("log.url = {url:?}: this build has no Kafka log backend (it was built without the `kafka` feature); rebuild with default features, or leave log.url empty for the embedded log")
 }
 
 /// The processor's settings from `[processor]`.
@@ -200,7 +226,7 @@ fn bind_admin_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let backends = open_backends(&config)?;
+    let backends = open_backends(&config).await?;
     start_with(config, clock, backends).await
 }
 

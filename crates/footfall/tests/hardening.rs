@@ -242,7 +242,7 @@ async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
     config.server.listen = "127.0.0.1:0".into();
     config.processor.flush_interval_ms = 100;
     tune(&mut config);
-    let opened = open_backends(&config).unwrap();
+    let opened = open_backends(&config).await.unwrap();
     let (store_down, log_full) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),

@@ -10,9 +10,12 @@
 //!   whose sequence number is not above the producer's last one is ignored, atomically with
 //!   the append, so a re-run after a crash never writes a batch twice.
 //!
-//! Implementations: [`embedded::EmbeddedLog`] (default, one machine); Kafka in scaled-out mode.
+//! Implementations: [`embedded::EmbeddedLog`] (default, one machine) and, with the `kafka`
+//! feature, `kafka::KafkaLog` (scaled-out mode).
 
 pub mod embedded;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -630,5 +630,10 @@ impl PartitionTask {
             .record(started.elapsed().as_secs_f64());
         let lag_s = (self.clock.now_us() - self.complete_through_us).max(0) as f64 / 1e6;
         metrics::gauge!("footfall_processor_freshness_lag_seconds", "partition" => self.partition.to_string()).set(lag_s);
+        // Consumer lag: records appended to the partition that this processor has not read.
+        if let Ok(end) = self.log.end_offset(self.partition).await {
+            metrics::gauge!("footfall_log_consumer_lag_records", "group" => CONSUMER, "partition" => self.partition.to_string())
+                .set(end.saturating_sub(self.offset) as f64);
+        }
     }
 }

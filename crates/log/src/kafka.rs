@@ -1,0 +1,677 @@
+//! The log on Apache Kafka (or any broker that speaks its protocol), through `rdkafka`, the
+//! maintained binding of librdkafka (DESIGN §4.2, scaled-out mode).
+//!
+//! - **Address**: `kafka://host1:9092,host2:9092/topic`, optionally followed by `?` and
+//!   settings: `partitions=N` (create the topic with N partitions when it does not exist),
+//!   `replication=R` (its replication factor when created; default 1), and any librdkafka
+//!   client setting by its own name (`security.protocol=SASL_SSL`, `sasl.mechanisms=PLAIN`,
+//!   `sasl.username=…`, `ssl.ca.location=…`; see librdkafka's CONFIGURATION.md).
+//! - **Producer**: idempotent (`enable.idempotence=true`, so `acks=all` and ordered retries),
+//!   lz4-compressed, lingering at most 5 ms; [`Log::append`] returns once every record is
+//!   acknowledged by all in-sync replicas. The message key is the site id (8 bytes, big
+//!   endian) and the partition is chosen with [`crate::partition_for`], so every event of a
+//!   site is in one partition, in order, as with the embedded log.
+//! - **Reading**: one consumer per partition, assigned by hand (no group), positioned where
+//!   the caller asks; a read returns fewer than `max` records only after reaching the end of
+//!   the partition (librdkafka's partition-EOF event), which the processor's freshness relies
+//!   on.
+//! - **Positions**: [`Log::commit`] commits the consumer group's offset in Kafka, so lag is
+//!   visible to Kafka's own tools (`kafka-consumer-groups.sh`); the processor's position of
+//!   record stays in the store's checkpoint (DESIGN §4.4).
+//! - **Retention** is Kafka's (`retention.ms` on the topic): [`Log::truncate`] deletes nothing.
+//! - **Sequenced appends** (imports): the last sequence number of each producer is kept in a
+//!   compacted side topic `<topic>.producers`, written after the batch is acknowledged. A crash
+//!   between the two can append that one batch again on the re-run (at least once), unlike the
+//!   embedded log, where the check and the append are one transaction.
+//!
+//! Records of one append that go to different partitions are not appended atomically: when
+//! some are acknowledged and others fail, the append fails, the client retries, and the
+//! acknowledged ones are there twice. The collector appends one request's events, which
+//! almost always belong to one site and so to one partition.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+
+use crate::{AppendOutcome, Entry, Log, LogError, Offset, Record};
+
+/// How long metadata, watermark and commit calls may take before they fail.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an append may wait for its acknowledgements (librdkafka's
+/// `message.timeout.ms`); past it the append fails and the collector answers `503`.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a read that has records but has not yet reached the end of the partition keeps
+/// fetching to fill its batch or reach the end.
+const FILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A parsed `kafka://` address.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaAddress {
+    /// `host:port,host:port`.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+    /// Partitions to create the topic with when it does not exist; `None`: never create it.
+    pub create_partitions: Option<u32>,
+    /// Replication factor for a created topic.
+    pub replication: i32,
+    /// Other librdkafka settings, by their own names.
+    pub client: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Client settings may hold passwords: only their names are shown.
+        let names: Vec<&str> = self.client.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("KafkaAddress")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("create_partitions", &self.create_partitions)
+            .field("replication", &self.replication)
+            .field("client_settings", &names)
+            .finish()
+    }
+}
+
+impl KafkaAddress {
+    /// Parses `kafka://host:port[,host:port…]/topic[?setting=value&…]`.
+    ///
+    /// # Errors
+    /// A message naming what is wrong: another scheme, no broker, no topic, a topic name
+    /// Kafka refuses (only `[A-Za-z0-9._-]`, at most 249 characters), a setting without `=`,
+    /// or a `partitions`/`replication` that is not a positive number.
+    pub fn parse(url: &str) -> Result<KafkaAddress, String> {
+        let rest = url
+            .strip_prefix("kafka://")
+            .ok_or_else(|| format!("{url:?} does not start with kafka://"))?;
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (brokers, topic) = location
+            .split_once('/')
+            .ok_or("the address names no topic: write kafka://host:9092/topic")?;
+        if brokers.split(',').any(|b| b.trim().is_empty()) {
+            return Err("the address names no broker: write kafka://host:9092/topic".into());
+        }
+        if topic.is_empty()
+            || topic.len() > 249
+            || !topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(format!(
+                "{topic:?} is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)"
+            ));
+        }
+        let mut address = KafkaAddress {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            create_partitions: None,
+            replication: 1,
+            client: Vec::new(),
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                format!("setting {k:?} has no value (write name=value)", k = pair)
+            })?;
+            let positive = |what: &str| {
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{what} must be a positive number, not {v:?}"))
+            };
+            match k {
+                "partitions" => address.create_partitions = Some(positive("partitions")?),
+                "replication" => address.replication = positive("replication")? as i32,
+                _ => address.client.push((k.to_string(), v.to_string())),
+            }
+        }
+        Ok(address)
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        self.apply(&mut c);
+        c
+    }
+
+    /// Sets the brokers and the address's client settings on `c`.
+    fn apply(&self, c: &mut ClientConfig) {
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.client {
+            c.set(k, v);
+        }
+    }
+
+    fn producers_topic(&self) -> String {
+        format!("{}.producers", self.topic)
+    }
+}
+
+/// The consumers' client context: librdkafka reports reaching the end of a partition as an
+/// error event, which reads expect (and see through `poll`); only real errors are logged.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::trace!(reason, "Kafka partition end reached");
+        } else {
+            tracing::warn!(error = %error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
+struct Reader {
+    consumer: BaseConsumer<QuietEof>,
+    /// The offset the next polled message will have, if the consumer is positioned.
+    next: Option<i64>,
+}
+
+/// The Kafka log; see the module docs.
+pub struct KafkaLog {
+    address: KafkaAddress,
+    producer: FutureProducer,
+    partitions: u32,
+    /// Idle readers per partition. A read takes one (preferably positioned where it starts),
+    /// so that the processor and the archiver reading one partition each keep their own
+    /// position, and nobody waits for another's poll.
+    readers: Vec<Mutex<Vec<Reader>>>,
+    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// Each producer's last sequence number; loaded from the side topic on first use.
+    sequences: tokio::sync::Mutex<Option<HashMap<String, u64>>>,
+}
+
+fn storage(what: &str, e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(format!("Kafka {what}: {e}"))
+}
+
+impl KafkaLog {
+    /// Connects, creates the topics when asked to and they do not exist, and reads the
+    /// partition count.
+    ///
+    /// # Errors
+    /// [`LogError::Open`] naming what to check: a setting librdkafka refuses, brokers that
+    /// cannot be reached within 10 s, a topic that does not exist (and no `partitions=` to
+    /// create it), or a topic that could not be created.
+    pub async fn open(address: KafkaAddress) -> Result<KafkaLog, LogError> {
+        let open_error = |reason: String| LogError::Open {
+            path: format!("kafka://{}/{}", address.brokers, address.topic),
+            reason,
+        };
+        let mut producer_config = ClientConfig::new();
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                DELIVERY_TIMEOUT.as_millis().to_string(),
+            );
+        // The address's own settings come last, so they can tune these defaults.
+        address.apply(&mut producer_config);
+        let producer: FutureProducer = producer_config
+            .create()
+            .map_err(|e| open_error(format!("the Kafka client settings were refused: {e}")))?;
+        if let Some(partitions) = address.create_partitions {
+            let admin: AdminClient<DefaultClientContext> = address
+                .client_config()
+                .create()
+                .map_err(|e| open_error(format!("the Kafka client settings were refused: {e}")))?;
+            let producers = address.producers_topic();
+            let topics = [
+                NewTopic::new(
+                    &address.topic,
+                    partitions as i32,
+                    TopicReplication::Fixed(address.replication),
+                ),
+                NewTopic::new(&producers, 1, TopicReplication::Fixed(address.replication))
+                    .set("cleanup.policy", "compact"),
+            ];
+            let options = AdminOptions::new().operation_timeout(Some(CALL_TIMEOUT));
+            let results = tokio::time::timeout(CALL_TIMEOUT, admin.create_topics(&topics, &options))
+                .await
+                .map_err(|_| open_error(format!("no Kafka broker at {} answered within {CALL_TIMEOUT:?}; check the address and that the brokers run", address.brokers)))?
+                .map_err(|e| open_error(format!("creating the topics failed: {e}; check the brokers at {}", address.brokers)))?;
+            for r in results {
+                match r {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => {
+                        return Err(open_error(format!("creating topic {topic} failed: {code}")))
+                    }
+                }
+            }
+        }
+        let client_producer = producer.clone();
+        let topic = address.topic.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            client_producer
+                .client()
+                .fetch_metadata(Some(&topic), CALL_TIMEOUT)
+        })
+        .await
+        .map_err(|e| open_error(e.to_string()))?
+        .map_err(|e| {
+            open_error(format!(
+                "no Kafka broker at {} answered ({e}); check the address and that the brokers run",
+                address.brokers
+            ))
+        })?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == address.topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as u32);
+        if partitions == 0 {
+            return Err(open_error(format!(
+                "topic {} does not exist; create it, or add ?partitions=N to the address to have it created",
+                address.topic
+            )));
+        }
+        Ok(KafkaLog {
+            readers: (0..partitions).map(|_| Mutex::new(Vec::new())).collect(),
+            address,
+            producer,
+            partitions,
+            groups: Mutex::new(HashMap::new()),
+            sequences: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.address.topic
+    }
+
+    fn check_partition(&self, partition: u32) -> Result<(), LogError> {
+        if partition < self.partitions {
+            Ok(())
+        } else {
+            Err(LogError::NoSuchPartition(partition))
+        }
+    }
+
+    /// A consumer that reads by hand-assigned positions (no group, no commits).
+    fn reader_consumer(&self) -> Result<BaseConsumer<QuietEof>, LogError> {
+        let mut c = ClientConfig::new();
+        c.set("fetch.wait.max.ms", "100");
+        self.address.apply(&mut c);
+        // What reading by position needs is not left to the address.
+        c.set("group.id", "footfall-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest");
+        c.create_with_context(QuietEof)
+            .map_err(|e| storage("consumer", e))
+    }
+
+    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer>, LogError> {
+        let mut groups = self
+            .groups
+            .lock()
+            .map_err(|_| LogError::Storage("a Kafka group consumer panicked".into()))?;
+        if let Some(c) = groups.get(group) {
+            return Ok(c.clone());
+        }
+        let mut c = self.address.client_config();
+        c.set("group.id", group).set("enable.auto.commit", "false");
+        let consumer: Arc<BaseConsumer> =
+            Arc::new(c.create().map_err(|e| storage("group consumer", e))?);
+        groups.insert(group.to_string(), consumer.clone());
+        Ok(consumer)
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        records: &[(Option<u32>, Vec<u8>, &[u8])],
+    ) -> Result<(), LogError> {
+        let deadline = Instant::now() + DELIVERY_TIMEOUT;
+        let mut pending = Vec::with_capacity(records.len());
+        for (partition, key, payload) in records {
+            let mut record = FutureRecord::to(topic).key(key).payload(*payload);
+            if let Some(p) = partition {
+                record = record.partition(*p as i32);
+            }
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                        if Instant::now() < deadline =>
+                    {
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        return Err(LogError::Overloaded)
+                    }
+                    Err((e, _)) => return Err(storage("append", e)),
+                }
+            }
+        }
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(storage("append", e)),
+                Err(_) => return Err(LogError::Closed),
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_sequences(&self) -> Result<HashMap<String, u64>, LogError> {
+        let consumer = self.reader_consumer()?;
+        let topic = self.address.producers_topic();
+        tokio::task::spawn_blocking(move || {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, 0, CALL_TIMEOUT)
+                .map_err(|e| storage("reading producer sequences", e))?;
+            let mut out = HashMap::new();
+            if high <= low {
+                return Ok(out);
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, 0, KafkaOffset::Offset(low))
+                .map_err(|e| storage("reading producer sequences", e))?;
+            consumer
+                .assign(&tpl)
+                .map_err(|e| storage("reading producer sequences", e))?;
+            let deadline = Instant::now() + CALL_TIMEOUT;
+            let mut next = low;
+            while next < high {
+                if Instant::now() > deadline {
+                    return Err(storage(
+                        "reading producer sequences",
+                        "the side topic could not be read to its end in time",
+                    ));
+                }
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => {
+                        next = m.offset() + 1;
+                        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                        let seq = m
+                            .payload()
+                            .and_then(|p| std::str::from_utf8(p).ok())
+                            .and_then(|s| s.parse::<u64>().ok());
+                        if let (Some(k), Some(s)) = (key, seq) {
+                            let e = out.entry(k).or_insert(s);
+                            *e = (*e).max(s);
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => break,
+                    Some(Err(e)) => return Err(storage("reading producer sequences", e)),
+                    None => {}
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| storage("reading producer sequences", e))?
+    }
+}
+
+#[async_trait]
+impl Log for KafkaLog {
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    async fn append(&self, records: Vec<Record>) -> Result<(), LogError> {
+        let keyed: Vec<(Option<u32>, Vec<u8>, &[u8])> = records
+            .iter()
+            .map(|r| {
+                (
+                    Some(self.partition_for(r.key)),
+                    r.key.to_be_bytes().to_vec(),
+                    r.payload.as_slice(),
+                )
+            })
+            .collect();
+        self.produce(&self.address.topic, &keyed).await
+    }
+
+    async fn append_sequenced(
+        &self,
+        producer: &str,
+        sequence: u64,
+        records: Vec<Record>,
+    ) -> Result<AppendOutcome, LogError> {
+        let mut guard = self.sequences.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_sequences().await?);
+        }
+        let sequences = guard.as_mut().ok_or(LogError::Closed)?;
+        if sequences.get(producer).is_some_and(|s| *s >= sequence) {
+            return Ok(AppendOutcome::Duplicate);
+        }
+        self.append(records).await?;
+        let seq = sequence.to_string();
+        self.produce(
+            &self.address.producers_topic(),
+            &[(Some(0), producer.as_bytes().to_vec(), seq.as_bytes())],
+        )
+        .await?;
+        sequences.insert(producer.to_string(), sequence);
+        Ok(AppendOutcome::Appended)
+    }
+
+    async fn producer_sequence(&self, producer: &str) -> Result<Option<u64>, LogError> {
+        let mut guard = self.sequences.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_sequences().await?);
+        }
+        Ok(guard.as_ref().and_then(|s| s.get(producer).copied()))
+    }
+
+    async fn read(
+        &self,
+        partition: u32,
+        from: Offset,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Entry>, LogError> {
+        self.check_partition(partition)?;
+        let from = i64::try_from(from).map_err(|_| storage("read", "offset too large"))?;
+        let pool = &self.readers[partition as usize];
+        let idle = {
+            let mut idle = pool
+                .lock()
+                .map_err(|_| LogError::Storage("a Kafka reader panicked".into()))?;
+            match idle.iter().position(|r| r.next == Some(from)) {
+                Some(i) => Some(idle.swap_remove(i)),
+                None => idle.pop(),
+            }
+        };
+        let mut reader = match idle {
+            Some(r) => r,
+            None => Reader {
+                consumer: self.reader_consumer()?,
+                next: None,
+            },
+        };
+        let topic = self.address.topic.clone();
+        let (reader, result) = tokio::task::spawn_blocking(move || {
+            let result = poll_batch(&mut reader, &topic, partition, from, max, wait);
+            (reader, result)
+        })
+        .await
+        .map_err(|e| storage("read", e))?;
+        if let Ok(mut idle) = pool.lock() {
+            idle.push(reader);
+        }
+        result
+    }
+
+    async fn end_offset(&self, partition: u32) -> Result<Offset, LogError> {
+        self.check_partition(partition)?;
+        let producer = self.producer.clone();
+        let topic = self.address.topic.clone();
+        let (_, high) = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_watermarks(&topic, partition as i32, CALL_TIMEOUT)
+        })
+        .await
+        .map_err(|e| storage("end offset", e))?
+        .map_err(|e| storage("end offset", e))?;
+        Ok(high.max(0) as u64)
+    }
+
+    async fn commit(&self, group: &str, partition: u32, offset: Offset) -> Result<(), LogError> {
+        self.check_partition(partition)?;
+        let consumer = self.group_consumer(group)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &self.address.topic,
+            partition as i32,
+            KafkaOffset::Offset(offset as i64),
+        )
+        .map_err(|e| storage("commit", e))?;
+        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| storage("commit", e))?
+            .map_err(|e| storage("commit", e))
+    }
+
+    async fn committed(&self, group: &str, partition: u32) -> Result<Option<Offset>, LogError> {
+        self.check_partition(partition)?;
+        let consumer = self.group_consumer(group)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.address.topic, partition as i32);
+        let topic = self.address.topic.clone();
+        let got =
+            tokio::task::spawn_blocking(move || consumer.committed_offsets(tpl, CALL_TIMEOUT))
+                .await
+                .map_err(|e| storage("committed offset", e))?
+                .map_err(|e| storage("committed offset", e))?;
+        Ok(got
+            .find_partition(&topic, partition as i32)
+            .and_then(|e| match e.offset() {
+                KafkaOffset::Offset(o) if o >= 0 => Some(o as u64),
+                _ => None,
+            }))
+    }
+
+    async fn truncate(&self, partition: u32, _before: Offset) -> Result<u64, LogError> {
+        // Kafka deletes by the topic's own retention (retention.ms / retention.bytes).
+        self.check_partition(partition)?;
+        Ok(0)
+    }
+}
+
+/// Polls up to `max` records of `partition` from `from` with `reader` (see [`Log::read`]).
+fn poll_batch(
+    reader: &mut Reader,
+    topic: &str,
+    partition: u32,
+    from: i64,
+    max: usize,
+    wait: Duration,
+) -> Result<Vec<Entry>, LogError> {
+    if reader.next != Some(from) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition as i32, KafkaOffset::Offset(from))
+            .map_err(|e| storage("read", e))?;
+        reader
+            .consumer
+            .assign(&tpl)
+            .map_err(|e| storage("read", e))?;
+        reader.next = Some(from);
+    }
+    let mut out = Vec::new();
+    let started = Instant::now();
+    // Whether records are known to be there (so the read waits for them up to
+    // FILL_TIMEOUT rather than `wait`), and whether the end was looked up.
+    let mut filling = false;
+    let mut looked_up_end = false;
+    while out.len() < max {
+        // Wait up to `wait` for the first record; once there are records, keep
+        // fetching until the batch is full or the end of the partition is reached.
+        let timeout = if out.is_empty() && !filling {
+            wait.saturating_sub(started.elapsed())
+        } else {
+            FILL_TIMEOUT.saturating_sub(started.elapsed())
+        };
+        match reader.consumer.poll(timeout) {
+            Some(Ok(m)) => {
+                let offset = m.offset();
+                reader.next = Some(offset + 1);
+                if offset >= from {
+                    out.push(Entry {
+                        offset: offset as u64,
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    });
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => {
+                reader.next = None;
+                return Err(storage("read", e));
+            }
+            None if timeout.is_zero() && (filling || !out.is_empty()) => break,
+            None if out.is_empty() && !looked_up_end => {
+                // Nothing arrived within `wait`. A consumer just positioned may not
+                // have fetched yet: records exist when the end is past `from`.
+                looked_up_end = true;
+                let (_, high) = reader
+                    .consumer
+                    .fetch_watermarks(topic, partition as i32, CALL_TIMEOUT)
+                    .map_err(|e| storage("read", e))?;
+                if high <= from {
+                    break;
+                }
+                filling = true;
+            }
+            None if out.is_empty() && !filling => break,
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_with_settings_and_errors_name_the_part() {
+        let a = KafkaAddress::parse(
+            "kafka://k1:9092,k2:9092/footfall.events?partitions=16&replication=3&security.protocol=SASL_SSL&sasl.password=s3cret",
+        )
+        .unwrap();
+        assert_eq!(a.brokers, "k1:9092,k2:9092");
+        assert_eq!(a.topic, "footfall.events");
+        assert_eq!(a.create_partitions, Some(16));
+        assert_eq!(a.replication, 3);
+        assert_eq!(a.client.len(), 2);
+        assert!(
+            !format!("{a:?}").contains("s3cret"),
+            "passwords are not shown"
+        );
+
+        let err = |u: &str| KafkaAddress::parse(u).unwrap_err();
+        assert!(err("http://k:9092/t").contains("kafka://"));
+        assert!(err("kafka://k:9092").contains("no topic"));
+        assert!(err("kafka:///t").contains("no broker"));
+        assert!(err("kafka://k:9092/a b").contains("not a Kafka topic name"));
+        assert!(err("kafka://k:9092/t?partitions=0").contains("partitions"));
+        assert!(err("kafka://k:9092/t?linger").contains("no value"));
+    }
+}
