@@ -166,6 +166,9 @@ pub struct LogConfig {
     /// was received more than this many hours ago; 0 keeps every record. Never trimmed while
     /// the archiver is disabled.
     pub retention_hours: u64,
+    /// With a remote log (Kafka): most MiB of events the collector spools on local disk
+    /// (`data_dir/spool.redb`) while the log is unreachable; past it, `503`.
+    pub spool_max_mib: u64,
 }
 
 /// `[store]`.
@@ -233,6 +236,7 @@ impl Default for Config {
                 commit_linger_us: 0,
                 cache_mib: 32,
                 retention_hours: 168,
+                spool_max_mib: 1024,
             },
             store: StoreConfig {
                 url: String::new(),

@@ -54,7 +54,7 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<Backends> {
             );
             (log.clone(), Some(log))
         }
-        url if url.starts_with("kafka://") => (open_kafka(url).await?, None),
+        url if url.starts_with("kafka://") => (open_kafka(url, config).await?, None),
         url => bail!("log.url = {url:?}: unknown backend; leave it empty for the embedded log"),
     };
     let store: Arc<dyn Store> = match config.store.url.as_str() {
@@ -69,20 +69,28 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<Backends> {
     })
 }
 
-/// Opens the Kafka log at `url` (see `footfall_log::kafka`).
+/// Opens the Kafka log at `url` (see `footfall_log::kafka`), behind the collector's spool
+/// (`data_dir/spool.redb`, at most `log.spool_max_mib`; see `footfall_log::spool`).
 #[cfg(feature = "kafka")]
-async fn open_kafka(url: &str) -> anyhow::Result<Arc<dyn Log>> {
+async fn open_kafka(url: &str, config: &Config) -> anyhow::Result<Arc<dyn Log>> {
     let address = footfall_log::kafka::KafkaAddress::parse(url)
         .map_err(|e| anyhow::anyhow!("log.url: {e}"))?;
     let log = footfall_log::kafka::KafkaLog::open(address)
         .await
         .context("opening the Kafka log (log.url)")?;
-    Ok(Arc::new(log))
+    let spool = footfall_log::spool::SpoolConfig {
+        path: config.data_dir.join("spool.redb"),
+        max_bytes: config.log.spool_max_mib << 20,
+        retry_interval: Duration::from_secs(1),
+    };
+    let spooled = footfall_log::spool::SpooledLog::open(Arc::new(log), &spool)
+        .context("opening the collector's spool")?;
+    Ok(Arc::new(spooled))
 }
 
 /// Without the `kafka` feature, a `kafka://` log is refused at start.
 #[cfg(not(feature = "kafka"))]
-async fn open_kafka(url: &str) -> anyhow::Result<Arc<dyn Log>> {
+async fn open_kafka(url: &str, _config: &Config) -> anyhow::Result<Arc<dyn Log>> {
     bail!("log.url = {url:?}: this build has no Kafka log backend (it was built without the `kafka` feature); rebuild with default features, or leave log.url empty for the embedded log")
 }
 

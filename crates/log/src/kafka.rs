@@ -156,26 +156,35 @@ impl KafkaAddress {
     }
 }
 
-/// The consumers' client context: librdkafka reports reaching the end of a partition as an
-/// error event, which reads expect (and see through `poll`); only real errors are logged.
-struct QuietEof;
+/// The clients' context. librdkafka reports reaching the end of a partition as an error
+/// event, which reads expect (and see through `poll`), and reports unreachable brokers twice
+/// a second per client while they stay down, which the spool's own warnings already say
+/// once per retry: those go to the debug level, other errors are warnings.
+struct Quiet;
 
-impl ClientContext for QuietEof {
+impl ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
-        {
-            tracing::trace!(reason, "Kafka partition end reached");
+        let routine = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(
+                error.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::PartitionEOF
+                        | RDKafkaErrorCode::BrokerTransportFailure
+                        | RDKafkaErrorCode::AllBrokersDown
+                )
+            );
+        if routine {
+            tracing::debug!(error = %error, reason, "Kafka client");
         } else {
             tracing::warn!(error = %error, reason, "Kafka client error");
         }
     }
 }
 
-impl ConsumerContext for QuietEof {}
+impl ConsumerContext for Quiet {}
 
 struct Reader {
-    consumer: BaseConsumer<QuietEof>,
+    consumer: BaseConsumer<Quiet>,
     /// The offset the next polled message will have, if the consumer is positioned.
     next: Option<i64>,
 }
@@ -183,13 +192,17 @@ struct Reader {
 /// The Kafka log; see the module docs.
 pub struct KafkaLog {
     address: KafkaAddress,
-    producer: FutureProducer,
+    /// The producer and its generation. An idempotent producer whose messages timed out may be
+    /// fenced for good (a fatal error: librdkafka then refuses every message); it is replaced
+    /// by a new one, with a new producer id, so that appends work again once the brokers do.
+    producer: Mutex<(u64, FutureProducer<Quiet>)>,
+    producer_config: ClientConfig,
     partitions: u32,
     /// Idle readers per partition. A read takes one (preferably positioned where it starts),
     /// so that the processor and the archiver reading one partition each keep their own
     /// position, and nobody waits for another's poll.
     readers: Vec<Mutex<Vec<Reader>>>,
-    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    groups: Mutex<HashMap<String, Arc<BaseConsumer<Quiet>>>>,
     /// Each producer's last sequence number; loaded from the side topic on first use.
     sequences: tokio::sync::Mutex<Option<HashMap<String, u64>>>,
 }
@@ -223,8 +236,8 @@ impl KafkaLog {
             );
         // The address's own settings come last, so they can tune these defaults.
         address.apply(&mut producer_config);
-        let producer: FutureProducer = producer_config
-            .create()
+        let producer: FutureProducer<Quiet> = producer_config
+            .create_with_context(Quiet)
             .map_err(|e| open_error(format!("the Kafka client settings were refused: {e}")))?;
         if let Some(partitions) = address.create_partitions {
             let admin: AdminClient<DefaultClientContext> = address
@@ -284,7 +297,8 @@ impl KafkaLog {
         Ok(KafkaLog {
             readers: (0..partitions).map(|_| Mutex::new(Vec::new())).collect(),
             address,
-            producer,
+            producer: Mutex::new((0, producer)),
+            producer_config,
             partitions,
             groups: Mutex::new(HashMap::new()),
             sequences: tokio::sync::Mutex::new(None),
@@ -305,7 +319,7 @@ impl KafkaLog {
     }
 
     /// A consumer that reads by hand-assigned positions (no group, no commits).
-    fn reader_consumer(&self) -> Result<BaseConsumer<QuietEof>, LogError> {
+    fn reader_consumer(&self) -> Result<BaseConsumer<Quiet>, LogError> {
         let mut c = ClientConfig::new();
         c.set("fetch.wait.max.ms", "100");
         self.address.apply(&mut c);
@@ -315,11 +329,11 @@ impl KafkaLog {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
-        c.create_with_context(QuietEof)
+        c.create_with_context(Quiet)
             .map_err(|e| storage("consumer", e))
     }
 
-    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer>, LogError> {
+    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer<Quiet>>, LogError> {
         let mut groups = self
             .groups
             .lock()
@@ -329,8 +343,10 @@ impl KafkaLog {
         }
         let mut c = self.address.client_config();
         c.set("group.id", group).set("enable.auto.commit", "false");
-        let consumer: Arc<BaseConsumer> =
-            Arc::new(c.create().map_err(|e| storage("group consumer", e))?);
+        let consumer: Arc<BaseConsumer<Quiet>> = Arc::new(
+            c.create_with_context(Quiet)
+                .map_err(|e| storage("group consumer", e))?,
+        );
         groups.insert(group.to_string(), consumer.clone());
         Ok(consumer)
     }
@@ -340,6 +356,52 @@ impl KafkaLog {
         topic: &str,
         records: &[(Option<u32>, Vec<u8>, &[u8])],
     ) -> Result<(), LogError> {
+        let (generation, producer) = self.current_producer()?;
+        let mut fenced = false;
+        let result = self.send_all(&producer, topic, records, &mut fenced).await;
+        if result.is_err() {
+            let fatal = producer.client().fatal_error();
+            if fenced || fatal.is_some() {
+                tracing::warn!(
+                    ?fatal,
+                    "the Kafka producer was fenced or failed for good; starting a new one"
+                );
+                self.replace_producer(generation)?;
+            }
+        }
+        result
+    }
+
+    fn current_producer(&self) -> Result<(u64, FutureProducer<Quiet>), LogError> {
+        self.producer
+            .lock()
+            .map(|p| (p.0, p.1.clone()))
+            .map_err(|_| LogError::Storage("the Kafka producer lock was poisoned".into()))
+    }
+
+    /// Replaces producer `generation` with a new one, unless another append already did.
+    fn replace_producer(&self, generation: u64) -> Result<(), LogError> {
+        let mut current = self
+            .producer
+            .lock()
+            .map_err(|_| LogError::Storage("the Kafka producer lock was poisoned".into()))?;
+        if current.0 == generation {
+            let fresh: FutureProducer<Quiet> = self
+                .producer_config
+                .create_with_context(Quiet)
+                .map_err(|e| storage("producer", e))?;
+            *current = (generation + 1, fresh);
+        }
+        Ok(())
+    }
+
+    async fn send_all(
+        &self,
+        producer: &FutureProducer<Quiet>,
+        topic: &str,
+        records: &[(Option<u32>, Vec<u8>, &[u8])],
+        fenced: &mut bool,
+    ) -> Result<(), LogError> {
         let deadline = Instant::now() + DELIVERY_TIMEOUT;
         let mut pending = Vec::with_capacity(records.len());
         for (partition, key, payload) in records {
@@ -348,7 +410,7 @@ impl KafkaLog {
                 record = record.partition(*p as i32);
             }
             loop {
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push(delivery);
                         break;
@@ -369,7 +431,18 @@ impl KafkaLog {
         for delivery in pending {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(storage("append", e)),
+                Ok(Err((e, _))) => {
+                    *fenced = matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::ProducerFenced
+                                | RDKafkaErrorCode::InvalidProducerEpoch
+                                | RDKafkaErrorCode::UnknownProducerId
+                                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                        )
+                    );
+                    return Err(storage("append", e));
+                }
                 Err(_) => return Err(LogError::Closed),
             }
         }
@@ -521,7 +594,7 @@ impl Log for KafkaLog {
 
     async fn end_offset(&self, partition: u32) -> Result<Offset, LogError> {
         self.check_partition(partition)?;
-        let producer = self.producer.clone();
+        let (_, producer) = self.current_producer()?;
         let topic = self.address.topic.clone();
         let (_, high) = tokio::task::spawn_blocking(move || {
             producer

@@ -16,6 +16,7 @@
 pub mod embedded;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod spool;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
