@@ -725,20 +725,32 @@ async fn mp_collect(
             )
         })
         .collect();
+    append_ga4(&c, &site, &events, "ga4_mp").await
+}
+
+/// The end of both GA4 endpoints: `204` once `events` are kept (also when there are none),
+/// `429` over the site's rate limit and `503` when the log cannot keep them. Refused events
+/// are not kept, so these endpoints, which otherwise answer `204` whatever they get, answer
+/// an error rather than `2xx`.
+async fn append_ga4(
+    c: &Collector,
+    site: &Site,
+    events: &[Event],
+    protocol: &'static str,
+) -> Response {
     if events.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
     }
-    // Refused events are not kept, so even this endpoint answers 429 rather than 2xx.
-    if let Some(limited) = c.rate_limit(&site, events.len(), "ga4_mp") {
+    if let Some(limited) = c.rate_limit(site, events.len(), protocol) {
         return limited;
     }
-    match c.append(&events).await {
+    match c.append(events).await {
         Ok(()) => {
-            count("ga4_mp", "accepted", events.len() as u64);
+            count(protocol, "accepted", events.len() as u64);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => {
-            count("ga4_mp", "unavailable", events.len() as u64);
+            count(protocol, "unavailable", events.len() as u64);
             c.unavailable(&e)
         }
     }
@@ -800,22 +812,7 @@ async fn gtag_collect(
             e
         })
         .collect();
-    if events.is_empty() {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    if let Some(limited) = c.rate_limit(&site, events.len(), "ga4_gtag") {
-        return limited;
-    }
-    match c.append(&events).await {
-        Ok(()) => {
-            count("ga4_gtag", "accepted", events.len() as u64);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => {
-            count("ga4_gtag", "unavailable", events.len() as u64);
-            c.unavailable(&e)
-        }
-    }
+    append_ga4(&c, &site, &events, "ga4_gtag").await
 }
 
 async fn mp_debug(

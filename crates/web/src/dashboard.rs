@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::query_api::{authenticate, authorize_site};
+use crate::query_api::{authenticate_within_limit, authorize_site};
 use crate::AppState;
 
 /// The dashboard page.
@@ -109,7 +109,7 @@ async fn tracker() -> Response {
 
 async fn sites(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let run = async {
-        let key = limited_key(&state, &headers).await?;
+        let key = authenticate_within_limit(&state, &headers).await?;
         let mut sites = Vec::new();
         for id in &key.site_ids {
             if let Some(s) = state.store.site(*id).await? {
@@ -126,22 +126,6 @@ async fn sites(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The key of a request, within its query rate limit (`limits.queries_per_key_per_s`, shared
-/// with the query API).
-async fn limited_key(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<footfall_store::ApiKey, ApiError> {
-    let key = authenticate(state, headers).await?;
-    state.query_limiter.check(&key.hash, 1).map_err(|wait| {
-        ApiError::rate_limited(
-            "this API key is over its query rate limit; retry later",
-            footfall_ingest::limits::retry_after_secs(wait),
-        )
-    })?;
-    Ok(key)
-}
-
 /// Query parameters of `/api/v2/realtime`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,7 +139,7 @@ async fn realtime(
     Query(params): Query<RealtimeParams>,
 ) -> Response {
     let run = async {
-        let key = limited_key(&state, &headers).await?;
+        let key = authenticate_within_limit(&state, &headers).await?;
         let domain = params.site_id.filter(|d| !d.is_empty()).ok_or_else(|| {
             ApiError::bad_request("site_id", "the site_id query parameter is required")
         })?;

@@ -91,7 +91,15 @@ async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     }
 }
 
-async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+/// The API key of a request ([`authenticate`]) within its query rate limit
+/// (`limits.queries_per_key_per_s`), which the dashboard's reads share.
+///
+/// # Errors
+/// `401` as [`authenticate`]; `429` with `Retry-After` over the limit.
+pub async fn authenticate_within_limit(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<ApiKey, ApiError> {
     let key = authenticate(state, headers).await?;
     state.query_limiter.check(&key.hash, 1).map_err(|wait| {
         ApiError::rate_limited(
@@ -99,6 +107,11 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Re
             footfall_ingest::limits::retry_after_secs(wait),
         )
     })?;
+    Ok(key)
+}
+
+async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    let key = authenticate_within_limit(state, headers).await?;
     let query = footfall_query::request::parse(body)
         .map_err(|e| ApiError::bad_request(e.field, e.message))?;
     let site = authorize_site(state, &key, &query.site_id).await?;
