@@ -119,9 +119,15 @@ impl KafkaAddress {
             client: Vec::new(),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| {
-                format!("setting {k:?} has no value (write name=value)", k = pair)
-            })?;
+            // Values may be passwords: a malformed pair is not echoed.
+            let (k, v) = pair.split_once('=').ok_or(
+                "a setting in the address has no '=' (write name=value pairs separated by '&', with '&', '=' and '%' in values percent-encoded)",
+            )?;
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .map_err(|_| format!("the value of {k} is not UTF-8 once percent-decoded"))?
+                .into_owned();
+            let v = v.as_str();
             let positive = |what: &str| {
                 v.parse::<u32>()
                     .ok()
@@ -211,6 +217,17 @@ fn storage(what: &str, e: impl std::fmt::Display) -> LogError {
     LogError::Storage(format!("Kafka {what}: {e}"))
 }
 
+/// A client-creation error without the value of the setting it names (librdkafka's messages
+/// repeat the value, which may be a password).
+fn config_error(what: &str, e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, _, key, _) => {
+            format!("the Kafka {what} refused the setting {key:?}; check its value")
+        }
+        other => format!("the Kafka {what} could not be created: {other}"),
+    }
+}
+
 impl KafkaLog {
     /// Connects, creates the topics when asked to and they do not exist, and reads the
     /// partition count.
@@ -230,6 +247,9 @@ impl KafkaLog {
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
+            // A missing topic is an error to report, not one for the broker to create with
+            // its own defaults.
+            .set("allow.auto.create.topics", "false")
             .set(
                 "message.timeout.ms",
                 DELIVERY_TIMEOUT.as_millis().to_string(),
@@ -238,21 +258,25 @@ impl KafkaLog {
         address.apply(&mut producer_config);
         let producer: FutureProducer<Quiet> = producer_config
             .create_with_context(Quiet)
-            .map_err(|e| open_error(format!("the Kafka client settings were refused: {e}")))?;
+            .map_err(|e| open_error(config_error("producer", &e)))?;
         if let Some(partitions) = address.create_partitions {
             let admin: AdminClient<DefaultClientContext> = address
                 .client_config()
                 .create()
-                .map_err(|e| open_error(format!("the Kafka client settings were refused: {e}")))?;
+                .map_err(|e| open_error(config_error("admin client", &e)))?;
             let producers = address.producers_topic();
+            // With replicas, an acks=all acknowledgement must rest on at least two of them.
+            let min_insync = address.replication.min(2).to_string();
             let topics = [
                 NewTopic::new(
                     &address.topic,
                     partitions as i32,
                     TopicReplication::Fixed(address.replication),
-                ),
+                )
+                .set("min.insync.replicas", &min_insync),
                 NewTopic::new(&producers, 1, TopicReplication::Fixed(address.replication))
-                    .set("cleanup.policy", "compact"),
+                    .set("cleanup.policy", "compact")
+                    .set("min.insync.replicas", &min_insync),
             ];
             let options = AdminOptions::new().operation_timeout(Some(CALL_TIMEOUT));
             let results = tokio::time::timeout(CALL_TIMEOUT, admin.create_topics(&topics, &options))
@@ -321,7 +345,10 @@ impl KafkaLog {
     /// A consumer that reads by hand-assigned positions (no group, no commits).
     fn reader_consumer(&self) -> Result<BaseConsumer<Quiet>, LogError> {
         let mut c = ClientConfig::new();
-        c.set("fetch.wait.max.ms", "100");
+        // Each reader is a librdkafka client that keeps fetching while idle: bound what it may
+        // hold (librdkafka's default is 64 MiB per client).
+        c.set("fetch.wait.max.ms", "100")
+            .set("queued.max.messages.kbytes", "1024");
         self.address.apply(&mut c);
         // What reading by position needs is not left to the address.
         c.set("group.id", "footfall-reader")
@@ -330,7 +357,7 @@ impl KafkaLog {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
         c.create_with_context(Quiet)
-            .map_err(|e| storage("consumer", e))
+            .map_err(|e| LogError::Storage(config_error("consumer", &e)))
     }
 
     fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer<Quiet>>, LogError> {
@@ -345,7 +372,7 @@ impl KafkaLog {
         c.set("group.id", group).set("enable.auto.commit", "false");
         let consumer: Arc<BaseConsumer<Quiet>> = Arc::new(
             c.create_with_context(Quiet)
-                .map_err(|e| storage("group consumer", e))?,
+                .map_err(|e| LogError::Storage(config_error("group consumer", &e)))?,
         );
         groups.insert(group.to_string(), consumer.clone());
         Ok(consumer)
@@ -369,6 +396,8 @@ impl KafkaLog {
                 self.replace_producer(generation)?;
             }
         }
+        // This clone may be the last handle of a replaced producer: drop it off this thread.
+        tokio::task::spawn_blocking(move || drop(producer));
         result
     }
 
@@ -379,18 +408,27 @@ impl KafkaLog {
             .map_err(|_| LogError::Storage("the Kafka producer lock was poisoned".into()))
     }
 
-    /// Replaces producer `generation` with a new one, unless another append already did.
+    /// Replaces producer `generation` with a new one, unless another append already did. The
+    /// old one is dropped on a blocking thread: dropping a producer flushes and joins its
+    /// threads.
     fn replace_producer(&self, generation: u64) -> Result<(), LogError> {
-        let mut current = self
-            .producer
-            .lock()
-            .map_err(|_| LogError::Storage("the Kafka producer lock was poisoned".into()))?;
-        if current.0 == generation {
-            let fresh: FutureProducer<Quiet> = self
-                .producer_config
-                .create_with_context(Quiet)
-                .map_err(|e| storage("producer", e))?;
-            *current = (generation + 1, fresh);
+        let fresh: FutureProducer<Quiet> = self
+            .producer_config
+            .create_with_context(Quiet)
+            .map_err(|e| LogError::Storage(config_error("producer", &e)))?;
+        let retired = {
+            let mut current = self
+                .producer
+                .lock()
+                .map_err(|_| LogError::Storage("the Kafka producer lock was poisoned".into()))?;
+            if current.0 == generation {
+                Some(std::mem::replace(&mut *current, (generation + 1, fresh)).1)
+            } else {
+                None
+            }
+        };
+        if let Some(old) = retired {
+            tokio::task::spawn_blocking(move || drop(old));
         }
         Ok(())
     }
@@ -455,7 +493,12 @@ impl KafkaLog {
         tokio::task::spawn_blocking(move || {
             let (low, high) = consumer
                 .fetch_watermarks(&topic, 0, CALL_TIMEOUT)
-                .map_err(|e| storage("reading producer sequences", e))?;
+                .map_err(|e| {
+                    storage(
+                        "reading producer sequences",
+                        format!("{e} (imports need the compacted topic {topic}: create it, or add ?partitions=N to the address to have both topics created)"),
+                    )
+                })?;
             let mut out = HashMap::new();
             if high <= low {
                 return Ok(out);
@@ -587,7 +630,11 @@ impl Log for KafkaLog {
         .await
         .map_err(|e| storage("read", e))?;
         if let Ok(mut idle) = pool.lock() {
-            idle.push(reader);
+            // Two readers per partition serve the processor and the archiver; a third is kept
+            // for an occasional other reader (a reprocess), more are let go.
+            if idle.len() < 3 {
+                idle.push(reader);
+            }
         }
         result
     }
@@ -649,7 +696,11 @@ impl Log for KafkaLog {
     }
 }
 
-/// Polls up to `max` records of `partition` from `from` with `reader` (see [`Log::read`]).
+/// Polls up to `max` records of `partition` from `from` with `reader` (see [`Log::read`]):
+/// waits up to `wait` for the first one; once records are known to be there, keeps fetching
+/// (up to [`FILL_TIMEOUT`]) until the batch is full or the end of the partition is reached. An
+/// end-of-partition event is believed only when the partition's end offset confirms it: an
+/// idle pooled reader may hold a stale one from before more records arrived.
 fn poll_batch(
     reader: &mut Reader,
     topic: &str,
@@ -668,19 +719,23 @@ fn poll_batch(
             .map_err(|e| storage("read", e))?;
         reader.next = Some(from);
     }
+    let end = |reader: &Reader| {
+        reader
+            .consumer
+            .fetch_watermarks(topic, partition as i32, CALL_TIMEOUT)
+            .map(|(_, high)| high)
+            .map_err(|e| storage("read", e))
+    };
     let mut out = Vec::new();
     let started = Instant::now();
-    // Whether records are known to be there (so the read waits for them up to
-    // FILL_TIMEOUT rather than `wait`), and whether the end was looked up.
-    let mut filling = false;
+    // Set once records are known to be there: from then on the read waits up to FILL_TIMEOUT
+    // (from that moment) instead of `wait`.
+    let mut filling: Option<Instant> = None;
     let mut looked_up_end = false;
     while out.len() < max {
-        // Wait up to `wait` for the first record; once there are records, keep
-        // fetching until the batch is full or the end of the partition is reached.
-        let timeout = if out.is_empty() && !filling {
-            wait.saturating_sub(started.elapsed())
-        } else {
-            FILL_TIMEOUT.saturating_sub(started.elapsed())
+        let timeout = match filling {
+            Some(since) => FILL_TIMEOUT.saturating_sub(since.elapsed()),
+            None => wait.saturating_sub(started.elapsed()),
         };
         match reader.consumer.poll(timeout) {
             Some(Ok(m)) => {
@@ -692,28 +747,43 @@ fn poll_batch(
                         payload: m.payload().unwrap_or_default().to_vec(),
                     });
                 }
+                filling.get_or_insert_with(Instant::now);
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(e)) => {
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                let position = reader.next.unwrap_or(from);
+                if end(reader)? <= position {
+                    break;
+                }
+                // A stale end from before more records arrived: they are there, fetch them.
+                filling.get_or_insert_with(Instant::now);
+            }
+            Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
                 reader.next = None;
                 return Err(storage("read", e));
             }
-            None if timeout.is_zero() && (filling || !out.is_empty()) => break,
-            None if out.is_empty() && !looked_up_end => {
-                // Nothing arrived within `wait`. A consumer just positioned may not
-                // have fetched yet: records exist when the end is past `from`.
-                looked_up_end = true;
-                let (_, high) = reader
-                    .consumer
-                    .fetch_watermarks(topic, partition as i32, CALL_TIMEOUT)
-                    .map_err(|e| storage("read", e))?;
-                if high <= from {
+            Some(Err(e)) => {
+                // Brokers going away and coming back: the position is still right, so the
+                // read keeps what it has and goes on until its time is up.
+                tracing::debug!(error = %e, partition, "Kafka consumer");
+                if timeout.is_zero() {
                     break;
                 }
-                filling = true;
             }
-            None if out.is_empty() && !filling => break,
-            None => {}
+            None if filling.is_some() => {
+                if timeout.is_zero() {
+                    break;
+                }
+            }
+            None if !looked_up_end => {
+                // Nothing arrived within `wait`. A consumer just positioned may not have
+                // fetched yet: records exist when the end is past the position.
+                looked_up_end = true;
+                if end(reader)? <= reader.next.unwrap_or(from) {
+                    break;
+                }
+                filling = Some(Instant::now());
+            }
+            None => break,
         }
     }
     Ok(out)
@@ -745,6 +815,8 @@ mod tests {
         assert!(err("kafka:///t").contains("no broker"));
         assert!(err("kafka://k:9092/a b").contains("not a Kafka topic name"));
         assert!(err("kafka://k:9092/t?partitions=0").contains("partitions"));
-        assert!(err("kafka://k:9092/t?linger").contains("no value"));
+        assert!(err("kafka://k:9092/t?linger").contains("no '='"));
+        let p = KafkaAddress::parse("kafka://k:9092/t?sasl.password=a%26b%3Dc").unwrap();
+        assert_eq!(p.client, vec![("sasl.password".into(), "a&b=c".into())]);
     }
 }

@@ -7,10 +7,12 @@
 //!   before the append returns), and the append succeeds: the collector answers `2xx`.
 //! - While the spool holds anything, every append goes to the spool, behind what is there,
 //!   so that the spool drains in the order it was filled.
-//! - A drainer task appends the oldest spooled batch to the inner log, deletes it once the
-//!   inner log has it, and goes on until the spool is empty; while the inner log keeps failing
-//!   it retries every `retry_interval`. A spool left by a stopped process is drained when the
-//!   next one starts.
+//! - A drainer task appends the oldest spooled batches to the inner log, up to 1,000 batches
+//!   or 8 MiB in one append (so it drains faster than requests arrive one at a time), deletes
+//!   them once the inner log has them, and goes on until the spool is empty; while the inner
+//!   log keeps failing it retries every `retry_interval`. A spool left by a stopped process is
+//!   drained when the next one starts. A batch that does not decode (disk damage) is dropped
+//!   and counted in `footfall_spool_damaged_batches_total` rather than stopping the drain.
 //! - Past `max_bytes` of spooled payload, appends fail with [`LogError::Overloaded`], which
 //!   the collector answers with `503` and `Retry-After`: never `2xx` for an event it could not
 //!   keep.
@@ -186,32 +188,46 @@ impl<L: Log> SpooledLog<L> {
         (s.batches, s.bytes)
     }
 
-    async fn spool(&self, state: &mut State, records: &[Record]) -> Result<(), LogError> {
+    /// Writes `records` to the spool behind what is there. The write and the bookkeeping run
+    /// in a task of their own, so that a request dropped halfway (a client that hangs up) can
+    /// never leave a committed batch that the counters and the sequence numbers do not know.
+    async fn spool(&self, records: &[Record]) -> Result<(), LogError> {
         let bytes = encode(records);
-        if state.bytes + bytes.len() as u64 > self.max_bytes {
-            metrics::counter!("footfall_spool_refused_total").increment(records.len() as u64);
-            return Err(LogError::Overloaded);
-        }
-        let seq = state.next_seq;
-        let db = self.db.clone();
-        let len = bytes.len() as u64;
-        tokio::task::spawn_blocking(move || -> Result<(), LogError> {
-            let mut txn = db.begin_write().map_err(storage)?;
-            txn.set_durability(Durability::Immediate).map_err(storage)?;
-            {
-                let mut table = txn.open_table(BATCHES).map_err(storage)?;
-                table.insert(seq, bytes.as_slice()).map_err(storage)?;
+        let (db, state, spooled, max_bytes) = (
+            self.db.clone(),
+            self.state.clone(),
+            self.spooled.clone(),
+            self.max_bytes,
+        );
+        let events = records.len() as u64;
+        tokio::spawn(async move {
+            let mut state = state.lock().await;
+            let len = bytes.len() as u64;
+            if state.bytes + len > max_bytes {
+                metrics::counter!("footfall_spool_refused_total").increment(events);
+                return Err(LogError::Overloaded);
             }
-            txn.commit().map_err(storage)
+            let seq = state.next_seq;
+            tokio::task::spawn_blocking(move || -> Result<(), LogError> {
+                let mut txn = db.begin_write().map_err(storage)?;
+                txn.set_durability(Durability::Immediate).map_err(storage)?;
+                {
+                    let mut table = txn.open_table(BATCHES).map_err(storage)?;
+                    table.insert(seq, bytes.as_slice()).map_err(storage)?;
+                }
+                txn.commit().map_err(storage)
+            })
+            .await
+            .map_err(storage)??;
+            state.next_seq += 1;
+            state.batches += 1;
+            state.bytes += len;
+            metrics::gauge!("footfall_spool_bytes").set(state.bytes as f64);
+            spooled.notify_one();
+            Ok(())
         })
         .await
-        .map_err(storage)??;
-        state.next_seq += 1;
-        state.batches += 1;
-        state.bytes += len;
-        metrics::gauge!("footfall_spool_bytes").set(state.bytes as f64);
-        self.spooled.notify_one();
-        Ok(())
+        .map_err(storage)?
     }
 }
 
@@ -221,7 +237,13 @@ impl<L: Log> Drop for SpooledLog<L> {
     }
 }
 
-/// Appends spooled batches to `inner`, oldest first, until the spool is empty; then waits.
+/// Most spooled batches (and bytes) the drainer hands to the inner log in one append, so that
+/// the spool drains faster than one request at a time while traffic keeps arriving.
+const DRAIN_BATCHES: usize = 1_000;
+const DRAIN_BYTES: usize = 8 << 20;
+
+/// Appends spooled batches to `inner`, oldest first and many at a time, until the spool is
+/// empty; then waits to be told of the next one.
 async fn drain<L: Log>(
     inner: Arc<L>,
     db: Arc<Database>,
@@ -232,46 +254,65 @@ async fn drain<L: Log>(
     loop {
         let oldest = {
             let db = db.clone();
-            tokio::task::spawn_blocking(move || -> Result<Option<(u64, Vec<u8>)>, LogError> {
+            tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<u8>)>, LogError> {
                 let txn = db.begin_read().map_err(storage)?;
                 let table = txn.open_table(BATCHES).map_err(storage)?;
-                let first = table
-                    .first()
-                    .map_err(storage)?
-                    .map(|(k, v)| (k.value(), v.value().to_vec()));
-                Ok(first)
+                let mut out = Vec::new();
+                let mut size = 0;
+                for item in table.iter().map_err(storage)? {
+                    let (k, v) = item.map_err(storage)?;
+                    size += v.value().len();
+                    out.push((k.value(), v.value().to_vec()));
+                    if out.len() >= DRAIN_BATCHES || size >= DRAIN_BYTES {
+                        break;
+                    }
+                }
+                Ok(out)
             })
             .await
         };
-        let (seq, bytes) = match oldest {
-            Ok(Ok(Some(b))) => b,
-            Ok(Ok(None)) => {
+        let batches = match oldest {
+            Ok(Ok(b)) if b.is_empty() => {
                 spooled.notified().await;
                 continue;
             }
+            Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the spool failed; retrying");
                 tokio::time::sleep(retry_interval).await;
                 continue;
             }
-            Err(_) => return,
-        };
-        let records = match decode(&bytes) {
-            Ok(r) => r,
             Err(e) => {
-                // Cannot happen short of disk damage; kept rather than deleted.
-                tracing::error!(seq, error = %e, "a spooled batch does not decode; the drain stops here");
-                return;
+                tracing::error!(error = %e, "reading the spool failed; retrying");
+                tokio::time::sleep(retry_interval).await;
+                continue;
             }
         };
-        if let Err(e) = inner.append(records).await {
-            tracing::warn!(error = %e, "the log still refuses appends; the spool keeps its events");
-            tokio::time::sleep(retry_interval).await;
-            continue;
+        let mut records = Vec::new();
+        let mut size = 0u64;
+        for (seq, bytes) in &batches {
+            size += bytes.len() as u64;
+            match decode(bytes) {
+                Ok(r) => records.extend(r),
+                // Only disk damage does this; such a batch can never be appended, and keeping
+                // it would stop the drain for good.
+                Err(e) => {
+                    metrics::counter!("footfall_spool_damaged_batches_total").increment(1);
+                    tracing::error!(seq, error = %e, "a spooled batch does not decode and is dropped");
+                }
+            }
+        }
+        if !records.is_empty() {
+            if let Err(e) = inner.append(records).await {
+                tracing::warn!(error = %e, "the log still refuses appends; the spool keeps its events");
+                tokio::time::sleep(retry_interval).await;
+                continue;
+            }
         }
         // Delete under the state lock, so that an append deciding whether the spool is
         // empty sees the deletion and the count together.
         let mut s = state.lock().await;
+        let seqs: Vec<u64> = batches.iter().map(|(seq, _)| *seq).collect();
         let removed = {
             let db = db.clone();
             tokio::task::spawn_blocking(move || -> Result<(), LogError> {
@@ -279,27 +320,30 @@ async fn drain<L: Log>(
                 txn.set_durability(Durability::Immediate).map_err(storage)?;
                 {
                     let mut table = txn.open_table(BATCHES).map_err(storage)?;
-                    table.remove(seq).map_err(storage)?;
+                    for seq in seqs {
+                        table.remove(seq).map_err(storage)?;
+                    }
                 }
                 txn.commit().map_err(storage)
             })
             .await
+            .map_err(storage)
+            .and_then(|r| r)
         };
         match removed {
-            Ok(Ok(())) => {
-                s.batches = s.batches.saturating_sub(1);
-                s.bytes = s.bytes.saturating_sub(bytes.len() as u64);
+            Ok(()) => {
+                s.batches = s.batches.saturating_sub(batches.len() as u64);
+                s.bytes = s.bytes.saturating_sub(size);
                 metrics::gauge!("footfall_spool_bytes").set(s.bytes as f64);
                 if s.batches == 0 {
                     tracing::info!("the spool is drained");
                 }
             }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "deleting a drained batch from the spool failed; it will be appended again");
+            Err(e) => {
+                tracing::error!(error = %e, "deleting drained batches from the spool failed; they will be appended again");
                 drop(s);
                 tokio::time::sleep(retry_interval).await;
             }
-            Err(_) => return,
         }
     }
 }
@@ -315,19 +359,17 @@ impl<L: Log> Log for SpooledLog<L> {
     }
 
     async fn append(&self, records: Vec<Record>) -> Result<(), LogError> {
-        {
-            let mut state = self.state.lock().await;
-            if state.batches > 0 {
-                return self.spool(&mut state, &records).await;
-            }
+        // (An append that finds the spool empty while another is being spooled may reach the
+        // log first: that only reorders requests that were in flight together.)
+        if self.state.lock().await.batches > 0 {
+            return self.spool(&records).await;
         }
         match self.inner.append(records.clone()).await {
             Ok(()) => Ok(()),
             Err(LogError::NoSuchPartition(p)) => Err(LogError::NoSuchPartition(p)),
             Err(e) => {
                 tracing::warn!(error = %e, "the log refused an append; spooling it");
-                let mut state = self.state.lock().await;
-                self.spool(&mut state, &records).await
+                self.spool(&records).await
             }
         }
     }
