@@ -284,6 +284,15 @@ fn what_senders_control_is_rendered_as_text_and_exported_neutralised() {
         send(json!({"name": name, "domain": "xss.test", "url": "https://xss.test/a"}));
     }
     wait_caught_up(server.addr, &key, "xss.test");
+    // The page that shows them forbids inline script and foreign origins.
+    let page = http(server.addr, "GET", "/", &[], b"");
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains("script-src 'self'")
+            && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
 
     let seen = scenario("xss", server.addr, &key);
     let x = &seen["xss"];

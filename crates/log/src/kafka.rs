@@ -329,11 +329,6 @@ impl KafkaLog {
         })
     }
 
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.address.topic
-    }
-
     fn check_partition(&self, partition: u32) -> Result<(), LogError> {
         if partition < self.partitions {
             Ok(())
