@@ -122,6 +122,46 @@ pub struct ServerConfig {
     pub metrics_token: String,
     /// Serve `/metrics` to anyone who can reach the server.
     pub metrics_public: bool,
+    /// The roles this process runs (DESIGN §3); all four by default.
+    pub roles: Vec<Role>,
+}
+
+/// A role of `footfall serve` (DESIGN §3). Collector and query replicas are stateless; the
+/// processor and the archiver each read the whole log (the embedded log) or the partitions
+/// their consumer group gives them (Kafka).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The ingest endpoints (`/api/event`, `/mp/collect`, `/g/collect`, the tracker script),
+    /// the daily salt rotation and the ingest accounting.
+    Collector,
+    /// Visits and rollups from the log into the store.
+    Processor,
+    /// Raw events from the log into the Parquet archive, and the log's retention.
+    Archiver,
+    /// The query API (`/api/v2/*`) and the dashboard at `/`.
+    Query,
+}
+
+impl Role {
+    /// Every role, in data-flow order: what `footfall serve` runs by default.
+    pub const ALL: [Role; 4] = [
+        Role::Collector,
+        Role::Processor,
+        Role::Archiver,
+        Role::Query,
+    ];
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Collector => "collector",
+            Role::Processor => "processor",
+            Role::Archiver => "archiver",
+            Role::Query => "query",
+        })
+    }
 }
 
 /// `[geoip]`: where country, region and city come from.
@@ -229,6 +269,7 @@ impl Default for Config {
                 shutdown_timeout_s: 30,
                 metrics_token: String::new(),
                 metrics_public: false,
+                roles: Role::ALL.to_vec(),
             },
             log: LogConfig {
                 url: String::new(),
@@ -405,10 +446,18 @@ impl Config {
         if self.processor.max_values_per_bucket == 0 {
             bail!("processor.max_values_per_bucket must be at least 1");
         }
+        if self.server.roles.is_empty() {
+            bail!("server.roles must name at least one of collector, processor, archiver, query");
+        }
         if self.processor.batch_size == 0 {
             bail!("processor.batch_size must be at least 1");
         }
         Ok(())
+    }
+
+    /// Whether this process runs `role` (`server.roles`).
+    pub fn runs(&self, role: Role) -> bool {
+        self.server.roles.contains(&role)
     }
 
     /// `server.trusted_proxies` parsed.

@@ -30,11 +30,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the collector, processor and query API (embedded backends by default).
+    /// Run the collector, processor, archiver and query API (embedded backends by default).
     Serve {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
+        /// Roles to run, comma-separated (server.roles) [default: all four]. Separate
+        /// processes per role need the Kafka log (log.url); see docs/scaling.md.
+        #[arg(long, value_delimiter = ',', value_enum)]
+        roles: Option<Vec<footfall::config::Role>>,
         /// MMDB file for country, region and city (MaxMind GeoIP2/GeoLite2 or DB-IP format).
         #[arg(long)]
         geoip_db: Option<PathBuf>,
@@ -217,9 +221,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(d) = &cli.data_dir {
         flags.push(("data_dir", toml::Value::String(d.display().to_string())));
     }
-    if let Command::Serve { listen, geoip_db } = &cli.command {
+    if let Command::Serve {
+        listen,
+        geoip_db,
+        roles,
+    } = &cli.command
+    {
         if let Some(l) = listen {
             flags.push(("server.listen", toml::Value::String(l.clone())));
+        }
+        if let Some(roles) = roles {
+            let names = roles.iter().map(|r| toml::Value::String(r.to_string()));
+            flags.push(("server.roles", toml::Value::Array(names.collect())));
         }
         if let Some(db) = geoip_db {
             flags.push((

@@ -21,7 +21,7 @@ use footfall_store::Store;
 use footfall_web::{AppState, MetricsAccess};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 
 /// The opened backends.
 pub struct Backends {
@@ -227,7 +227,8 @@ fn bind_admin_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-/// Starts every role; returns once the server listens.
+/// Starts the roles named by `server.roles` (all by default); returns once the server
+/// listens.
 ///
 /// # Errors
 /// When a backend cannot be opened or an address cannot be bound.
@@ -238,7 +239,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     start_with(config, clock, backends).await
 }
 
-/// Starts every role over backends opened by the caller (tests wrap them to inject failures).
+/// Starts the configured roles over backends opened by the caller (tests wrap them to inject failures).
 ///
 /// # Errors
 /// When an address cannot be bound or the store fails at start.
@@ -261,8 +262,12 @@ pub async fn start_with(
     let http_stop = CancellationToken::new();
     let processor_stop = CancellationToken::new();
 
-    let public = footfall_web::public_router(state.clone())
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let public = footfall_web::router_for(
+        state.clone(),
+        config.runs(Role::Collector),
+        config.runs(Role::Query),
+    )
+    .into_make_service_with_connect_info::<SocketAddr>();
     let http = tokio::spawn(
         axum::serve(listener, public)
             .with_graceful_shutdown(http_stop.clone().cancelled_owned())
@@ -273,14 +278,22 @@ pub async fn start_with(
             .with_graceful_shutdown(http_stop.clone().cancelled_owned())
             .into_future(),
     );
-    let processor = tokio::spawn(runner::run(
-        backends.log.clone(),
-        backends.store.clone(),
-        clock.clone(),
-        state.processor_config.clone(),
-        processor_stop.clone(),
-    ));
-    let archiver = match &state.archive {
+    let processor = if config.runs(Role::Processor) {
+        tokio::spawn(runner::run(
+            backends.log.clone(),
+            backends.store.clone(),
+            clock.clone(),
+            state.processor_config.clone(),
+            processor_stop.clone(),
+        ))
+    } else {
+        tokio::spawn(async {})
+    };
+    let archiver = match state
+        .archive
+        .as_ref()
+        .filter(|_| config.runs(Role::Archiver))
+    {
         Some(archive) => tokio::spawn(footfall_archive::archiver::run(
             backends.log.clone(),
             backends.store.clone(),
@@ -296,7 +309,11 @@ pub async fn start_with(
     };
     let rotation = {
         let (state, stop, clock) = (state.clone(), shutdown.clone(), clock.clone());
+        let enabled = config.runs(Role::Collector);
         tokio::spawn(async move {
+            if !enabled {
+                return;
+            }
             loop {
                 if let Err(e) = state.collector.hasher().rotate(clock.now_us()).await {
                     tracing::warn!(error = %e, "salt rotation failed; retrying in an hour");
@@ -311,7 +328,7 @@ pub async fn start_with(
     let retention = {
         let (log, stop, clock) = (backends.log.clone(), shutdown.clone(), clock.clone());
         let hours = config.log.retention_hours;
-        let enabled = hours > 0 && state.archive.is_some();
+        let enabled = hours > 0 && state.archive.is_some() && config.runs(Role::Archiver);
         tokio::spawn(async move {
             if !enabled {
                 return;
@@ -350,7 +367,8 @@ pub async fn start_with(
         })
     };
     state.ready.store(true, Ordering::SeqCst);
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "footfall serving");
+    let roles: Vec<String> = config.server.roles.iter().map(Role::to_string).collect();
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), roles = %roles.join(","), "footfall serving");
 
     let deadline = Duration::from_secs(config.server.shutdown_timeout_s);
     let token = shutdown.clone();

@@ -63,10 +63,22 @@ pub enum MetricsAccess {
 /// The public router: collector endpoints, the query API, the dashboard and the ops
 /// endpoints.
 pub fn public_router(state: Arc<AppState>) -> axum::Router {
-    state
-        .collector
-        .router()
-        .merge(query_api::router(state.clone()))
-        .merge(dashboard::router(state.clone()))
-        .merge(ops::router(state))
+    router_for(state, true, true)
+}
+
+/// The public router of a process that runs some roles: the collector's endpoints when
+/// `collector`, the query API and the dashboard when `query`, and the ops endpoints
+/// (`/healthz`, `/readyz`, `/metrics`) always. A path of a role the process does not run
+/// answers `404`.
+pub fn router_for(state: Arc<AppState>, collector: bool, query: bool) -> axum::Router {
+    let mut router = ops::router(state.clone());
+    if collector {
+        router = router.merge(state.collector.router());
+    }
+    if query {
+        router = router
+            .merge(query_api::router(state.clone()))
+            .merge(dashboard::router(state));
+    }
+    router
 }
