@@ -15,78 +15,15 @@ use footfall_archive::{Archive, ArchivedEvent, S3Settings};
 use footfall_log::embedded::{EmbeddedLog, EmbeddedLogConfig};
 use footfall_log::{Log, Record};
 use footfall_model::clock::ManualClock;
-use footfall_model::event::{Event, Revenue, Utm};
+use footfall_model::event::Event;
 use footfall_process::reprocess::{reprocess, Context, Request};
 use footfall_process::runner::RunnerConfig;
 use footfall_store::embedded::EmbeddedStore;
 use footfall_store::{Checkpoint, NewSite, Store, WriteBatch};
 
-/// 2024-03-01T00:00:00Z.
-const T0: i64 = 1_709_251_200_000_000;
-const EVENTS: u64 = 100_000;
+mod common;
 
-const UAS: &[&str] = &[
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
-];
-const REFERRERS: &[Option<&str>] = &[
-    None,
-    Some("https://www.google.com/"),
-    Some("https://t.co/x"),
-    Some("https://news.example/story/1"),
-];
-
-fn events() -> Vec<Event> {
-    let mut x: u64 = 99;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    // 14 days of arrivals, 20,000 visitors.
-    let span = 14 * 86_400_000_000i64;
-    let step = span / EVENTS as i64;
-    (0..EVENTS)
-        .map(|i| {
-            let r = next();
-            let received = T0 + i as i64 * step;
-            let visitor = (r >> 8) % 20_000;
-            let mut e = Event::pageview(
-                1 + (r >> 40) % 3,
-                visitor,
-                received - ((r >> 20) % 5_000_000) as i64,
-                &format!("/products/{}", (r >> 28) % 400),
-            );
-            e.event_id = u128::from(r);
-            e.received_at_us = received;
-            e.hostname = "shop.example".into();
-            e.user_agent = UAS[(visitor % UAS.len() as u64) as usize].into();
-            e.referrer = REFERRERS[((r >> 48) % 4) as usize].map(str::to_string);
-            e.country = Some(["DE", "US", "IN", "FR"][((r >> 52) % 4) as usize].into());
-            if (r >> 56) % 10 == 0 {
-                e.utm = Utm {
-                    source: Some("newsletter".into()),
-                    medium: Some("email".into()),
-                    campaign: Some("spring".into()),
-                    ..Utm::default()
-                };
-            }
-            if (r >> 60) % 8 == 0 {
-                e.name = "Purchase".into();
-                e.props = vec![("plan".into(), format!("p{}", r % 5))];
-                e.revenue = Some(Revenue {
-                    amount_minor: 1999,
-                    currency: "EUR".into(),
-                });
-            }
-            e
-        })
-        .collect()
-}
+use common::{events, EVENTS, T0};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -188,10 +125,50 @@ fn bench(c: &mut Criterion) {
             .iter()
             .map(|f| f.size)
             .sum();
+        // The same events as if they had all arrived within one hour, as at DESIGN's volume
+        // (a billion events a day over 64 partitions is 650,000 events per partition-hour):
+        // one compacted file of 25,000 events per partition.
+        let volume_dir = dir.path().join("archive-volume");
+        std::fs::create_dir_all(&volume_dir).expect("dir");
+        let volume = Archive::open(
+            url::Url::from_directory_path(&volume_dir)
+                .expect("url")
+                .as_str(),
+            &S3Settings::default(),
+        )
+        .expect("archive");
+        let mut per_partition: Vec<Vec<ArchivedEvent>> = vec![Vec::new(); 4];
+        for (i, e) in all.iter().enumerate() {
+            let mut event = e.clone();
+            event.received_at_us = T0 + (i as i64 % 3_600) * 1_000_000;
+            let p = (e.site_id % 4) as usize;
+            let offset = per_partition[p].len() as u64;
+            per_partition[p].push(ArchivedEvent {
+                partition: p as u32,
+                offset,
+                event,
+            });
+        }
+        for rows in &per_partition {
+            for chunk in rows.chunks(500) {
+                volume.write(chunk).await.expect("write");
+            }
+        }
+        for p in 0..4 {
+            volume.compact(p, i64::MAX).await.expect("compact");
+        }
+        let at_volume: u64 = volume
+            .list()
+            .await
+            .expect("list")
+            .iter()
+            .map(|f| f.size)
+            .sum();
         eprintln!(
-            "archive: {EVENTS} events; {:.1} bytes/event in 500-event files, {:.1} bytes/event after hourly compaction",
+            "archive: {EVENTS} events; {:.1} bytes/event in 500-event files, {:.1} bytes/event after hourly compaction, {:.1} bytes/event at volume",
             written as f64 / EVENTS as f64,
-            compacted as f64 / EVENTS as f64
+            compacted as f64 / EVENTS as f64,
+            at_volume as f64 / EVENTS as f64
         );
         sites
     });
