@@ -270,11 +270,25 @@ pub const KNOWN: &[Known] = &[
 ];
 
 fn host_matches(host: &str, pattern: &str) -> bool {
+    // Without building ".{pattern}" strings: this runs for every pattern of every referrer.
+    let after_dot = |at: usize| at > 0 && host.as_bytes()[at - 1] == b'.';
     if pattern.ends_with('.') {
         // `google.` matches google.com, www.google.de, google.co.uk, not googleusercontent.com.
-        return host.starts_with(pattern) || host.contains(&format!(".{pattern}"));
+        let mut from = 0;
+        while let Some(i) = host[from..].find(pattern) {
+            let at = from + i;
+            if at == 0 || after_dot(at) {
+                return true;
+            }
+            // Overlapping occurrences count too: go on from the next character.
+            from = at + host[at..].chars().next().map_or(1, char::len_utf8);
+        }
+        return false;
     }
-    host == pattern || host.ends_with(&format!(".{pattern}"))
+    host == pattern
+        || (host.len() > pattern.len()
+            && host.ends_with(pattern)
+            && after_dot(host.len() - pattern.len()))
 }
 
 /// The known source of a referrer host, most specific first (mail.google.com is Gmail).
@@ -495,6 +509,25 @@ mod tests {
 
     fn s(x: &str) -> String {
         x.to_string()
+    }
+
+    #[test]
+    fn host_patterns_match_at_label_boundaries() {
+        // A pattern ending in a dot names a registrable label under any suffix.
+        assert!(host_matches("google.com", "google."));
+        assert!(host_matches("www.google.de", "google."));
+        assert!(host_matches("google.co.uk", "google."));
+        assert!(!host_matches("googleusercontent.com", "google."));
+        assert!(!host_matches("notgoogle.com", "google."));
+        // The first occurrence is not at a boundary, an overlapping later one is.
+        assert!(host_matches("xa.a.a.com", "a.a."));
+        assert!(!host_matches("xa.a.com", "a.a."));
+        // Other patterns are the host or a parent domain of it.
+        assert!(host_matches("t.co", "t.co"));
+        assert!(host_matches("mobile.t.co", "t.co"));
+        assert!(!host_matches("at.co", "t.co"));
+        assert!(!host_matches("t.co.uk", "t.co"));
+        assert!(!host_matches("co", "t.co"));
     }
 
     #[test]

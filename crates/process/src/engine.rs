@@ -40,14 +40,47 @@ pub struct SiteInfo {
 /// ended).
 pub type VisitChange = (u64, u64, Option<Vec<u8>>);
 
+/// The hasher of the processor's in-memory maps: `foldhash` (the `hashbrown` default), seeded
+/// per process. Cell keys are hashed several times per event, and the standard library's
+/// SipHash was the largest single cost in profiles of the engine benchmark; a random
+/// per-process seed keeps the maps' layout unpredictable to senders, who choose page paths.
+pub type FastHasher = foldhash::fast::RandomState;
+
+/// Cell deltas keyed by cell, in the order the cells were first touched.
+pub type CellDeltas = IndexMap<CellKey, CellValue, FastHasher>;
+
+/// A [`CellKey`] that borrows its value, to look up a cell without allocating its key. Its
+/// fields are [`CellKey`]'s in the same order and its `Hash` is derived like [`CellKey`]'s
+/// (`str` hashes as `String` does), so both hash alike, as [`indexmap::Equivalent`] requires.
+#[derive(Hash)]
+struct CellKeyRef<'a> {
+    site_id: u64,
+    generation: u32,
+    granularity: Granularity,
+    dimension: Dimension,
+    bucket: i64,
+    value: &'a str,
+}
+
+impl indexmap::Equivalent<CellKey> for CellKeyRef<'_> {
+    fn equivalent(&self, key: &CellKey) -> bool {
+        self.site_id == key.site_id
+            && self.generation == key.generation
+            && self.granularity == key.granularity
+            && self.dimension == key.dimension
+            && self.bucket == key.bucket
+            && self.value == key.value
+    }
+}
+
 /// The processing core. Feed events in log order with [`Engine::process`]; collect
 /// [`Engine::take_deltas`] and [`Engine::take_visit_changes`] at each flush.
 #[derive(Default)]
 pub struct Engine {
     /// Open visits by (site, visitor); a visitor may have several (a late event from an
     /// earlier visit, interleaved client sessions).
-    visits: HashMap<(u64, u64), Vec<Visit>>,
-    changed: HashSet<(u64, u64)>,
+    visits: HashMap<(u64, u64), Vec<Visit>, FastHasher>,
+    changed: HashSet<(u64, u64), FastHasher>,
     /// Every open visit as (last arrival, (site, visitor), start), in the order visits become
     /// idle. Visits end in this order, driven by the log's own receipt times (and by the wall
     /// clock only when the log has nothing newer), so that the visits that end, the order of
@@ -57,10 +90,10 @@ pub struct Engine {
     /// Pending cell deltas in the order their cells were first touched, which is the order in
     /// which the processor admits new values under the per-bucket cap: log order, so the
     /// same values are admitted however the log is cut into flushes.
-    deltas: IndexMap<CellKey, CellValue>,
+    deltas: CellDeltas,
     /// Bot verdicts per User-Agent string: the rules are a pure function of it and cost a few
     /// µs (a large regular expression), while visitors repeat theirs. Emptied when full.
-    ua_verdicts: HashMap<String, Option<bots::BotReason>>,
+    ua_verdicts: HashMap<String, Option<bots::BotReason>, FastHasher>,
 }
 
 /// A visit's place in [`Engine`]'s expiry order: (last arrival, (site, visitor), start,
@@ -318,7 +351,7 @@ impl Engine {
 
     /// Takes the cell deltas accumulated since the last call, in the order their cells were
     /// first touched.
-    pub fn take_deltas(&mut self) -> IndexMap<CellKey, CellValue> {
+    pub fn take_deltas(&mut self) -> CellDeltas {
         std::mem::take(&mut self.deltas)
     }
 
@@ -346,6 +379,17 @@ impl Engine {
         bucket: i64,
         value: &str,
     ) -> &mut CellValue {
+        let probe = CellKeyRef {
+            site_id,
+            generation,
+            granularity,
+            dimension,
+            bucket,
+            value,
+        };
+        if let Some(i) = self.deltas.get_index_of(&probe) {
+            return &mut self.deltas[i];
+        }
         let key = CellKey {
             site_id,
             generation,

@@ -45,7 +45,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::cap::{Route, ValueCap};
-use crate::engine::{Engine, SiteInfo};
+use crate::engine::{CellDeltas, Engine, SiteInfo};
 use crate::runner::RunnerConfig;
 
 /// How far before and after the range events are read to reconstruct visits that cross its
@@ -364,11 +364,11 @@ async fn run(
             )
         })
         .collect();
-    let mut deltas: IndexMap<CellKey, CellValue> = IndexMap::new();
+    let mut deltas = CellDeltas::default();
     let mut per_site: HashMap<u64, u64> = HashMap::new();
     let mut engine = Engine::new();
     let mut current: Option<u32> = None;
-    let finish = |engine: &mut Engine, deltas: &mut IndexMap<CellKey, CellValue>| {
+    let finish = |engine: &mut Engine, deltas: &mut CellDeltas| {
         match cut_received_us {
             Some(at) => {
                 engine.close_idle(at);

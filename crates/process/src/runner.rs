@@ -31,7 +31,7 @@ use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::cap::{Route, ValueCap};
-use crate::engine::{Engine, SiteInfo};
+use crate::engine::{Engine, FastHasher, SiteInfo};
 
 /// The consumer name under which the processor keeps checkpoints and commits log positions.
 pub const CONSUMER: &str = "processor";
@@ -164,7 +164,7 @@ struct PartitionTask {
     engine: Engine,
     offset: Offset,
     complete_through_us: i64,
-    cache: HashMap<CellKey, CellValue>,
+    cache: HashMap<CellKey, CellValue, FastHasher>,
     cap: ValueCap,
     /// Deltas taken from the engine (and mirrored) but not yet flushed, in first-touch order.
     pending: IndexMap<CellKey, CellValue>,
@@ -244,7 +244,7 @@ impl PartitionTask {
             engine,
             offset: checkpoint.map_or(0, |c| c.offset),
             complete_through_us: checkpoint.map_or(0, |c| c.complete_through_us),
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             sites: HashMap::new(),
         })
     }
