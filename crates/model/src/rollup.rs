@@ -311,9 +311,13 @@ pub struct CellValue {
     pub revenue_minor: i64,
 }
 
+/// The stored form. `visitors` borrows its bytes: postcard writes a byte slice and a `Vec<u8>`
+/// alike (a varint length, then the bytes; postcard wire-format spec), so cells written as a
+/// `Vec<u8>` read back unchanged, without a per-byte decode.
 #[derive(Serialize, Deserialize)]
-struct StoredCell {
-    visitors: Vec<u8>,
+struct StoredCell<'a> {
+    #[serde(borrow)]
+    visitors: &'a [u8],
     visits: i64,
     pageviews: i64,
     events: i64,
@@ -345,6 +349,25 @@ impl CellValue {
         self.revenue_minor = self.revenue_minor.saturating_add(other.revenue_minor);
     }
 
+    /// The sum of `values`, as if merged one by one into an empty cell, but with the sketches
+    /// merged in one pass ([`VisitorSketch::union_all`]): a 30-day query merges 30 daily
+    /// cells per answer row.
+    pub fn merge_all(values: &[CellValue]) -> CellValue {
+        let mut out = CellValue {
+            visitors: VisitorSketch::union_all(values.iter().map(|v| &v.visitors)),
+            ..CellValue::default()
+        };
+        for v in values {
+            out.visits = out.visits.saturating_add(v.visits);
+            out.pageviews = out.pageviews.saturating_add(v.pageviews);
+            out.events = out.events.saturating_add(v.events);
+            out.bounces = out.bounces.saturating_add(v.bounces);
+            out.visit_duration_s = out.visit_duration_s.saturating_add(v.visit_duration_s);
+            out.revenue_minor = out.revenue_minor.saturating_add(v.revenue_minor);
+        }
+        out
+    }
+
     /// Whether every sum is zero and the sketch is empty.
     pub fn is_zero(&self) -> bool {
         self.visitors.is_empty()
@@ -358,8 +381,9 @@ impl CellValue {
 
     /// Compact binary form (postcard; sketch as [`VisitorSketch::to_bytes`]).
     pub fn encode(&self) -> Vec<u8> {
+        let visitors = self.visitors.to_bytes();
         let stored = StoredCell {
-            visitors: self.visitors.to_bytes(),
+            visitors: &visitors,
             visits: self.visits,
             pageviews: self.pageviews,
             events: self.events,
@@ -377,7 +401,7 @@ impl CellValue {
     pub fn decode(bytes: &[u8]) -> Result<CellValue, CellDecodeError> {
         let s: StoredCell = postcard::from_bytes(bytes)?;
         Ok(CellValue {
-            visitors: VisitorSketch::from_bytes(&s.visitors)?,
+            visitors: VisitorSketch::from_bytes(s.visitors)?,
             visits: s.visits,
             pageviews: s.pageviews,
             events: s.events,

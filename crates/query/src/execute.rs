@@ -282,7 +282,8 @@ pub async fn execute(
     generations.sort_unstable();
     let buckets = time_buckets(tz, query.time, from, to);
 
-    let mut groups: HashMap<(usize, String), CellValue> = HashMap::new();
+    // The cells of each answer row, merged at the end in one pass per row.
+    let mut groups: HashMap<(usize, String), Vec<CellValue>> = HashMap::new();
     let mut folded = false;
     // Property cells hold `NAME␟value`; keep the asked property's, shown without the name.
     let prefix = query
@@ -310,8 +311,12 @@ pub async fn execute(
         } else {
             String::new()
         };
-        groups.entry((t, v)).or_default().merge(&value);
+        groups.entry((t, v)).or_default().push(value);
     }
+    let mut groups: HashMap<(usize, String), CellValue> = groups
+        .into_iter()
+        .map(|(k, values)| (k, CellValue::merge_all(&values)))
+        .collect();
     if query.dimension.is_none() {
         for t in 0..buckets.labels.len() {
             groups.entry((t, String::new())).or_default();
