@@ -98,8 +98,10 @@ mod tests {
             "{}",
             lines[3]
         );
-        assert!(lines
-            .iter()
-            .all(|l| l.ends_with("Safari/537.36\"") || l.ends_with('"')));
+        // Combined format: quoted request, status and size, quoted referrer and User-Agent.
+        for l in &lines {
+            assert_eq!(l.matches('"').count(), 6, "{l}");
+            assert!(l.contains(" HTTP/1.1\" 200 5120 \""), "{l}");
+        }
     }
 }

@@ -180,7 +180,11 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     let end = start + config.duration;
     let slot = Arc::new(AtomicU64::new(0));
     let interval_ns = config.rate.map(|r| {
-        let per_request = config.batch.clamp(1, 25) as f64;
+        // Plausible requests carry one event whatever `--batch` says.
+        let per_request = match config.protocol {
+            Protocol::Ga4 => config.batch.clamp(1, 25) as f64,
+            Protocol::Plausible => 1.0,
+        };
         ((1e9 * per_request) / r.max(0.001)) as u64
     });
     let canary = config

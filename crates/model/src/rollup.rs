@@ -416,6 +416,65 @@ impl CellValue {
 mod tests {
     use super::*;
 
+    /// The layout cells were written with before `StoredCell` borrowed its bytes.
+    #[derive(Serialize)]
+    struct OwnedStoredCell {
+        visitors: Vec<u8>,
+        visits: i64,
+        pageviews: i64,
+        events: i64,
+        bounces: i64,
+        visit_duration_s: i64,
+        revenue_minor: i64,
+    }
+
+    #[test]
+    fn cells_written_with_owned_sketch_bytes_decode() {
+        let mut visitors = VisitorSketch::new();
+        [11u64, 7, 42].iter().for_each(|i| visitors.insert(*i));
+        let old = postcard::to_stdvec(&OwnedStoredCell {
+            visitors: visitors.to_bytes(),
+            visits: 3,
+            pageviews: -4,
+            events: 5,
+            bounces: 1,
+            visit_duration_s: 70,
+            revenue_minor: 1999,
+        })
+        .unwrap();
+        let c = CellValue::decode(&old).unwrap();
+        assert_eq!(c.visitors.estimate(), 3);
+        assert_eq!((c.visits, c.pageviews, c.events, c.bounces), (3, -4, 5, 1));
+        assert_eq!((c.visit_duration_s, c.revenue_minor), (70, 1999));
+        // And the new encoding writes the same bytes.
+        assert_eq!(c.encode(), old);
+    }
+
+    #[test]
+    fn merge_all_adds_sums_and_unions_visitors() {
+        let cell = |ids: &[u64], n: i64| {
+            let mut c = CellValue {
+                visits: n,
+                pageviews: 2 * n,
+                events: 3 * n,
+                bounces: n,
+                visit_duration_s: 10 * n,
+                revenue_minor: 100 * n,
+                ..CellValue::default()
+            };
+            ids.iter().for_each(|i| c.visitors.insert(*i));
+            c
+        };
+        let all = CellValue::merge_all(&[cell(&[1, 2], 1), cell(&[2, 3], 2), cell(&[9], 4)]);
+        assert_eq!(all.visitors.estimate(), 4); // {1, 2, 3, 9}
+        assert_eq!(
+            (all.visits, all.pageviews, all.events, all.bounces),
+            (7, 14, 21, 7)
+        );
+        assert_eq!((all.visit_duration_s, all.revenue_minor), (70, 700));
+        assert!(CellValue::merge_all(&[]).is_zero());
+    }
+
     #[test]
     fn key_encoding_orders_by_bucket_including_negative() {
         let k = |bucket: i64, value: &str| CellKey {

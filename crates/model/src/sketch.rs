@@ -115,6 +115,13 @@ impl VisitorSketch {
     /// Merges `other` into `self` (set union).
     pub fn merge(&mut self, other: &VisitorSketch) {
         let theirs = match (&mut *self, other) {
+            (VisitorSketch::Exact(_), VisitorSketch::Exact(ids)) if ids.len() <= 8 => {
+                // A delta of a few ids (the processor's usual merge): sorted inserts in place.
+                for id in ids {
+                    self.insert(*id);
+                }
+                return;
+            }
             (VisitorSketch::Exact(mine), VisitorSketch::Exact(ids)) => {
                 // Both sorted: one linear merge rather than a sorted insert per id (each of
                 // which moves the tail of the vector), which dominated 30-day queries.
@@ -361,6 +368,39 @@ mod tests {
         assert!(u.is_approximate());
         assert!(rel <= 3.0 * HLL_RELATIVE_ERROR, "relative error {rel}");
         assert_eq!(VisitorSketch::union_all(&[]).estimate(), 0);
+    }
+
+    #[test]
+    fn union_all_equals_pairwise_merges_at_the_exact_limit() {
+        for n in [1023usize, 1024, 1025, 1100] {
+            let all = ids(7 + n as u64, n);
+            // Ten overlapping parts: each part's ids plus the first 30 ids of the set.
+            let parts: Vec<VisitorSketch> = all
+                .chunks(n.div_ceil(10))
+                .map(|c| {
+                    let mut s = VisitorSketch::new();
+                    c.iter().chain(&all[..30]).for_each(|i| s.insert(*i));
+                    s
+                })
+                .collect();
+            let mut pairwise = VisitorSketch::new();
+            parts.iter().for_each(|p| pairwise.merge(p));
+            let once = VisitorSketch::union_all(&parts);
+            assert_eq!(once.is_approximate(), n > EXACT_LIMIT, "n = {n}");
+            assert_eq!(pairwise.is_approximate(), n > EXACT_LIMIT, "n = {n}");
+            if n <= EXACT_LIMIT {
+                assert_eq!(once.estimate(), n as u64);
+                assert_eq!(once, pairwise);
+            } else {
+                for s in [&once, &pairwise] {
+                    let rel = (s.estimate() as f64 - n as f64).abs() / n as f64;
+                    assert!(
+                        rel <= 3.0 * HLL_RELATIVE_ERROR,
+                        "n = {n}: relative error {rel}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -127,7 +127,7 @@ fn bench(c: &mut Criterion) {
             .sum();
         // The same events as if they had all arrived within one hour, as at DESIGN's volume
         // (a billion events a day over 64 partitions is 650,000 events per partition-hour):
-        // one compacted file of 25,000 events per partition.
+        // one compacted file per site's partition (three sites: about 33,000 events each).
         let volume_dir = dir.path().join("archive-volume");
         std::fs::create_dir_all(&volume_dir).expect("dir");
         let volume = Archive::open(
