@@ -341,6 +341,11 @@ impl CellValue {
     /// Adds `other` into `self`: sums add (saturating at the i64 bounds), sketches merge.
     pub fn merge(&mut self, other: &CellValue) {
         self.visitors.merge(&other.visitors);
+        self.add_sums(other);
+    }
+
+    /// Adds `other`'s sums (not its sketch) into `self`, saturating at the i64 bounds.
+    fn add_sums(&mut self, other: &CellValue) {
         self.visits = self.visits.saturating_add(other.visits);
         self.pageviews = self.pageviews.saturating_add(other.pageviews);
         self.events = self.events.saturating_add(other.events);
@@ -357,14 +362,7 @@ impl CellValue {
             visitors: VisitorSketch::union_all(values.iter().map(|v| &v.visitors)),
             ..CellValue::default()
         };
-        for v in values {
-            out.visits = out.visits.saturating_add(v.visits);
-            out.pageviews = out.pageviews.saturating_add(v.pageviews);
-            out.events = out.events.saturating_add(v.events);
-            out.bounces = out.bounces.saturating_add(v.bounces);
-            out.visit_duration_s = out.visit_duration_s.saturating_add(v.visit_duration_s);
-            out.revenue_minor = out.revenue_minor.saturating_add(v.revenue_minor);
-        }
+        values.iter().for_each(|v| out.add_sums(v));
         out
     }
 

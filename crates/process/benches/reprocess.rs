@@ -25,6 +25,20 @@ mod common;
 
 use common::{events, EVENTS, T0};
 
+/// Compacts every hour of the four partitions, then returns the archive's size in bytes.
+async fn compacted_bytes(archive: &Archive) -> u64 {
+    for p in 0..4 {
+        archive.compact(p, i64::MAX).await.expect("compact");
+    }
+    archive
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .map(|f| f.size)
+        .sum()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -115,16 +129,7 @@ fn bench(c: &mut Criterion) {
             }))
             .await
             .expect("checkpoint");
-        for p in 0..4 {
-            archive.compact(p, i64::MAX).await.expect("compact");
-        }
-        let compacted: u64 = archive
-            .list()
-            .await
-            .expect("list")
-            .iter()
-            .map(|f| f.size)
-            .sum();
+        let compacted = compacted_bytes(&archive).await;
         // The same events as if they had all arrived within one hour, as at DESIGN's volume
         // (a billion events a day over 64 partitions is 650,000 events per partition-hour):
         // one compacted file per site's partition (three sites: about 33,000 events each).
@@ -154,16 +159,7 @@ fn bench(c: &mut Criterion) {
                 volume.write(chunk).await.expect("write");
             }
         }
-        for p in 0..4 {
-            volume.compact(p, i64::MAX).await.expect("compact");
-        }
-        let at_volume: u64 = volume
-            .list()
-            .await
-            .expect("list")
-            .iter()
-            .map(|f| f.size)
-            .sum();
+        let at_volume = compacted_bytes(&volume).await;
         eprintln!(
             "archive: {EVENTS} events; {:.1} bytes/event in 500-event files, {:.1} bytes/event after hourly compaction, {:.1} bytes/event at volume",
             written as f64 / EVENTS as f64,
