@@ -49,8 +49,10 @@ impl Default for ArchiverConfig {
     }
 }
 
-/// Runs one supervised task per partition until `shutdown`; each writes what it holds before
-/// it returns. A failing task is logged and restarted from its last position.
+/// Runs one supervised task per partition this process owns in consumer group [`CONSUMER`]
+/// (see `footfall_log::group`) until `shutdown`; each writes what it holds before it returns,
+/// also when its partition is revoked. A failing task is logged and restarted from its last
+/// position.
 pub async fn run(
     log: Arc<dyn Log>,
     store: Arc<dyn Store>,
@@ -58,40 +60,41 @@ pub async fn run(
     config: ArchiverConfig,
     shutdown: CancellationToken,
 ) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for partition in 0..log.partitions() {
-        let task = PartitionArchiver {
-            partition,
-            log: log.clone(),
-            store: store.clone(),
-            archive: archive.clone(),
-            config: config.clone(),
-        };
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                let t = task.clone();
-                let s = shutdown.clone();
-                match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(t.run(s))).await {
-                    Ok(Ok(())) => return,
-                    Ok(Err(e)) => {
-                        tracing::error!(partition, error = %e, "archiver partition failed; restarting from its position");
+    let start = {
+        let log = log.clone();
+        move |partition, shutdown: CancellationToken| {
+            let task = PartitionArchiver {
+                partition,
+                log: log.clone(),
+                store: store.clone(),
+                archive: archive.clone(),
+                config: config.clone(),
+            };
+            async move {
+                let mut backoff = Duration::from_millis(200);
+                loop {
+                    let t = task.clone();
+                    let s = shutdown.clone();
+                    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(t.run(s))).await {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => {
+                            tracing::error!(partition, error = %e, "archiver partition failed; restarting from its position");
+                        }
+                        Err(e) => {
+                            tracing::error!(partition, error = %e, "archiver partition panicked; restarting from its position");
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(partition, error = %e, "archiver partition panicked; restarting from its position");
+                    metrics::counter!("footfall_archiver_restarts_total").increment(1);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => return,
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
-                metrics::counter!("footfall_archiver_restarts_total").increment(1);
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
+        }
+    };
+    footfall_log::group::consume_owned(log, CONSUMER, shutdown, start).await;
 }
 
 #[derive(Clone)]

@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{cli_json, http, query, wait_caught_up, Broker, Server};
 use footfall_log::kafka::{KafkaAddress, KafkaLog};
 use serde_json::json;
@@ -107,4 +109,154 @@ fn brokers_that_do_not_answer_fail_the_start_with_a_message_that_says_so() {
             && err.contains("check"),
         "{err}"
     );
+}
+
+/// The value of an unlabelled-but-for-`group` gauge in a `/metrics` page, if present.
+fn owned_partitions(addr: std::net::SocketAddr) -> Option<f64> {
+    let page = http(addr, "GET", "/metrics", &[], b"");
+    String::from_utf8_lossy(&page.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("footfall_log_owned_partitions{group=\"processor\"} "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One site's answer as the test compares it: totals and the page breakdown.
+fn site_answer(addr: std::net::SocketAddr, key: &str, site: &str) -> serde_json::Value {
+    let totals = query(
+        addr,
+        key,
+        &json!({"site_id": site, "metrics": ["visitors", "visits", "pageviews", "bounce_rate"], "date_range": "day"}),
+    );
+    let pages = query(
+        addr,
+        key,
+        &json!({"site_id": site, "metrics": ["pageviews"], "date_range": "day", "dimensions": ["event:page"], "order_by": [["event:page", "asc"]], "pagination": {"limit": 1000}}),
+    );
+    json!({"totals": totals["results"][0]["metrics"], "pages": pages["results"]})
+}
+
+#[test]
+fn two_processors_in_one_consumer_group_hand_over_a_killed_ones_partitions() {
+    const SITES: usize = 6;
+    const PER_PHASE: usize = 40;
+    let broker = Broker::start();
+    let url = format!("kafka://{}/events?partitions=4", broker.address);
+    let domains: Vec<String> = (0..SITES).map(|i| format!("s{i}.group.example")).collect();
+    let collector_dir = tempfile::tempdir().unwrap();
+    let p1_dir = tempfile::tempdir().unwrap();
+    let p2_dir = tempfile::tempdir().unwrap();
+    let collector_env = [
+        ("FOOTFALL_LOG__URL", url.as_str()),
+        ("FOOTFALL_SERVER__ROLES", "[\"collector\"]"),
+    ];
+    let processor_env = [
+        ("FOOTFALL_LOG__URL", url.as_str()),
+        ("FOOTFALL_SERVER__ROLES", "[\"processor\",\"query\"]"),
+        ("FOOTFALL_PROCESSOR__FLUSH_INTERVAL_MS", "100"),
+        ("FOOTFALL_SERVER__METRICS_PUBLIC", "true"),
+    ];
+    let collector = Server::start(collector_dir.path(), &collector_env);
+    let p1 = Server::start(p1_dir.path(), &processor_env);
+    let p2 = Server::start(p2_dir.path(), &processor_env);
+    // Each process has its own embedded store: the sites are created in each, in the same
+    // order, so they get the same ids (and so the same partitions).
+    let mut keys = Vec::new();
+    for dir in [collector_dir.path(), p1_dir.path(), p2_dir.path()] {
+        let ids: Vec<u64> = domains
+            .iter()
+            .map(|d| {
+                cli_json(dir, &["sites", "create", "--domain", d])["id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ids, (1..=SITES as u64).collect::<Vec<_>>());
+        let mut args = vec!["keys", "create"];
+        for d in &domains {
+            args.extend(["--site", d.as_str()]);
+        }
+        keys.push(cli_json(dir, &args)["key"].as_str().unwrap().to_string());
+    }
+    // Both members hold partitions: 4 between them.
+    common::wait_for(
+        Duration::from_secs(60),
+        "both processors to own partitions",
+        || {
+            let (a, b) = (owned_partitions(p1.addr)?, owned_partitions(p2.addr)?);
+            (a >= 1.0 && b >= 1.0 && a + b == 4.0).then_some(())
+        },
+    );
+
+    // Pageview i of a phase goes to site i % SITES, page /<phase>/<i>, from browser
+    // (i / SITES) % 3.
+    let send = |addr, phase: &str| {
+        for i in 0..PER_PHASE {
+            let site = &domains[i % SITES];
+            let body = json!({"name": "pageview", "url": format!("https://{site}/{phase}/{i}"), "domain": site});
+            let ua = format!("group-test/{}", (i / SITES) % 3);
+            let r = http(
+                addr,
+                "POST",
+                "/api/event",
+                &[("User-Agent", &ua)],
+                body.to_string().as_bytes(),
+            );
+            assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+        }
+    };
+    send(collector.addr, "a");
+    // Each processor has counted the first phase's events of its own sites before the kill.
+    common::wait_for(
+        Duration::from_secs(60),
+        "each processor to count its sites",
+        || {
+            let counted = |addr, key: &str| -> u64 {
+                domains
+                    .iter()
+                    .map(|d| site_answer(addr, key, d)["totals"][2].as_u64().unwrap_or(0))
+                    .sum()
+            };
+            let (a, b) = (counted(p1.addr, &keys[1]), counted(p2.addr, &keys[2]));
+            (a > 0 && b > 0 && a + b == PER_PHASE as u64).then_some(())
+        },
+    );
+    drop(p1); // SIGKILL: no revocation, no flush; the group notices by its session timeout
+    send(collector.addr, "b");
+    common::wait_for(
+        Duration::from_secs(60),
+        "the survivor to own every partition",
+        || (owned_partitions(p2.addr)? == 4.0).then_some(()),
+    );
+
+    // The reference, worked out from what was sent: site s gets pageviews i ≡ s (mod 6) of
+    // both phases, each page once; its visitors are the browsers (i / 6) % 3 of those i, one
+    // visit each (seconds apart), none a bounce (each browser sends at least two pageviews).
+    let expected = |s: usize| {
+        let mine: Vec<usize> = (0..PER_PHASE).filter(|i| i % SITES == s).collect();
+        let mut browsers: Vec<usize> = mine.iter().map(|i| (i / SITES) % 3).collect();
+        browsers.sort_unstable();
+        browsers.dedup();
+        let mut pages: Vec<String> = ["a", "b"]
+            .iter()
+            .flat_map(|ph| mine.iter().map(move |i| format!("/{ph}/{i}")))
+            .collect();
+        pages.sort();
+        json!({
+            "totals": [browsers.len(), browsers.len(), 2 * mine.len(), 0.0],
+            "pages": pages.iter().map(|p| json!({"dimensions": [p], "metrics": [1]})).collect::<Vec<_>>(),
+        })
+    };
+    for (s, site) in domains.iter().enumerate() {
+        let want = expected(s);
+        common::wait_for(Duration::from_secs(60), "the survivor's answers", || {
+            (site_answer(p2.addr, &keys[2], site) == want).then_some(())
+        });
+    }
+    // Still equal once every partition has been idle for a while: nothing counted twice.
+    std::thread::sleep(Duration::from_secs(2));
+    for (s, site) in domains.iter().enumerate() {
+        assert_eq!(site_answer(p2.addr, &keys[2], site), expected(s), "{site}");
+    }
+    p2.stop();
+    collector.stop();
 }

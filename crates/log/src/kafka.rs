@@ -15,6 +15,14 @@
 //!   the caller asks; a read returns fewer than `max` records only after reaching the end of
 //!   the partition (librdkafka's partition-EOF event), which the processor's freshness relies
 //!   on.
+//! - **Consumer groups**: [`Log::join`] makes the process a member of a Kafka consumer group
+//!   (`processor`, `archiver`) subscribed to the topic; Kafka's group protocol assigns each
+//!   partition to one member, and the rebalance callbacks become [`Ownership`] changes. A
+//!   revocation blocks the rebalance until the member's tasks for those partitions have
+//!   flushed (see [`crate::group`]). The member's consumer only holds the membership: its
+//!   partitions are paused, and records are read by position through the readers below. A
+//!   member that stops heartbeating (killed) loses its partitions after `session.timeout.ms`
+//!   (10 s unless the address sets it).
 //! - **Positions**: [`Log::commit`] commits the consumer group's offset in Kafka, so lag is
 //!   visible to Kafka's own tools (`kafka-consumer-groups.sh`); the processor's position of
 //!   record stays in the store's checkpoint (DESIGN §4.4).
@@ -30,6 +38,7 @@
 //! almost always belong to one site and so to one partition.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,12 +46,13 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
+use crate::group::{Membership, Ownership, Revocation, REVOCATION_DEADLINE};
 use crate::{AppendOutcome, Entry, Log, LogError, Offset, Record};
 
 /// How long metadata, watermark and commit calls may take before they fail.
@@ -170,24 +180,135 @@ struct Quiet;
 
 impl ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        let routine = matches!(error, KafkaError::PartitionEOF(_))
-            || matches!(
-                error.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::PartitionEOF
-                        | RDKafkaErrorCode::BrokerTransportFailure
-                        | RDKafkaErrorCode::AllBrokersDown
-                )
-            );
-        if routine {
-            tracing::debug!(error = %error, reason, "Kafka client");
-        } else {
-            tracing::warn!(error = %error, reason, "Kafka client error");
-        }
+        log_client_error(error, reason);
+    }
+}
+
+/// Logs a client error: routine ones (end of partition, brokers unreachable) at debug level.
+fn log_client_error(error: KafkaError, reason: &str) {
+    let routine = matches!(error, KafkaError::PartitionEOF(_))
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::PartitionEOF
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown
+            )
+        );
+    if routine {
+        tracing::debug!(error = %error, reason, "Kafka client");
+    } else {
+        tracing::warn!(error = %error, reason, "Kafka client error");
     }
 }
 
 impl ConsumerContext for Quiet {}
+
+/// The context of a consumer-group client: for a plain one (commits and committed offsets
+/// only) nothing more than [`Quiet`]; for a member ([`Log::join`]) it turns the rebalance
+/// callbacks into [`Ownership`] changes.
+struct GroupContext {
+    member: Option<MemberState>,
+}
+
+struct MemberState {
+    topic: String,
+    changes: tokio::sync::mpsc::UnboundedSender<Result<Ownership, LogError>>,
+    /// Set when the membership is dropped: the consumer is closing, nobody waits for changes.
+    leaving: Arc<AtomicBool>,
+}
+
+/// The partitions of `topic` in a rebalance's list.
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<u32> {
+    let mut ps: Vec<u32> = tpl
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .filter_map(|e| u32::try_from(e.partition()).ok())
+        .collect();
+    ps.sort_unstable();
+    ps
+}
+
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(error, reason);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Some(m) = &self.member else { return };
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let partitions = partitions_of(tpl, &m.topic);
+                if partitions.is_empty() || m.leaving.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (revocation, released) = Revocation::new();
+                if m.changes
+                    .send(Ok(Ownership::Revoked(partitions, revocation)))
+                    .is_err()
+                {
+                    return;
+                }
+                // The rebalance (and so the next owner) waits until these partitions' tasks
+                // have flushed; the follower gives up on a task after REVOCATION_DEADLINE.
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    released.recv_timeout(REVOCATION_DEADLINE + Duration::from_secs(5))
+                {
+                    tracing::error!("revoked partitions were not released in time; giving them up");
+                }
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "Kafka consumer group rebalance failed")
+            }
+            Rebalance::Assign(_) => {}
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Some(m) = &self.member else { return };
+        if let Rebalance::Assign(tpl) = rebalance {
+            // This consumer holds the membership only; paused, it fetches nothing.
+            if let Err(e) = consumer.pause(tpl) {
+                tracing::warn!(error = %e, "cannot pause the group member's partitions");
+            }
+            let partitions = partitions_of(tpl, &m.topic);
+            if !partitions.is_empty() {
+                let _ = m.changes.send(Ok(Ownership::Assigned(partitions)));
+            }
+        }
+    }
+}
+
+/// Membership in a Kafka consumer group; see the module docs. A thread polls the member's
+/// consumer (heartbeats and rebalances happen inside its polls); dropping the membership
+/// stops the thread, which closes the consumer and so leaves the group.
+pub struct KafkaMembership {
+    changes: tokio::sync::mpsc::UnboundedReceiver<Result<Ownership, LogError>>,
+    leaving: Arc<AtomicBool>,
+}
+
+impl Drop for KafkaMembership {
+    fn drop(&mut self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Membership for KafkaMembership {
+    async fn next(&mut self) -> Result<Ownership, LogError> {
+        match self.changes.recv().await {
+            Some(change) => change,
+            None => Err(LogError::Storage(
+                "the Kafka consumer group member stopped".into(),
+            )),
+        }
+    }
+}
+
+type GroupClients = Arc<Mutex<HashMap<String, Arc<BaseConsumer<GroupContext>>>>>;
 
 struct Reader {
     consumer: BaseConsumer<Quiet>,
@@ -208,7 +329,10 @@ pub struct KafkaLog {
     /// so that the processor and the archiver reading one partition each keep their own
     /// position, and nobody waits for another's poll.
     readers: Vec<Mutex<Vec<Reader>>>,
-    groups: Mutex<HashMap<String, Arc<BaseConsumer<Quiet>>>>,
+    /// Per consumer group, the client that commits its positions: the group's member
+    /// consumer while this process is a member (Kafka refuses commits from outside an active
+    /// group), else a plain one.
+    groups: GroupClients,
     /// Each producer's last sequence number; loaded from the side topic on first use.
     sequences: tokio::sync::Mutex<Option<HashMap<String, u64>>>,
 }
@@ -324,7 +448,7 @@ impl KafkaLog {
             producer: Mutex::new((0, producer)),
             producer_config,
             partitions,
-            groups: Mutex::new(HashMap::new()),
+            groups: Arc::new(Mutex::new(HashMap::new())),
             sequences: tokio::sync::Mutex::new(None),
         })
     }
@@ -355,7 +479,7 @@ impl KafkaLog {
             .map_err(|e| LogError::Storage(config_error("consumer", &e)))
     }
 
-    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer<Quiet>>, LogError> {
+    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer<GroupContext>>, LogError> {
         let mut groups = self
             .groups
             .lock()
@@ -365,8 +489,8 @@ impl KafkaLog {
         }
         let mut c = self.address.client_config();
         c.set("group.id", group).set("enable.auto.commit", "false");
-        let consumer: Arc<BaseConsumer<Quiet>> = Arc::new(
-            c.create_with_context(Quiet)
+        let consumer: Arc<BaseConsumer<GroupContext>> = Arc::new(
+            c.create_with_context(GroupContext { member: None })
                 .map_err(|e| LogError::Storage(config_error("group consumer", &e)))?,
         );
         groups.insert(group.to_string(), consumer.clone());
@@ -682,6 +806,64 @@ impl Log for KafkaLog {
                 KafkaOffset::Offset(o) if o >= 0 => Some(o as u64),
                 _ => None,
             }))
+    }
+
+    async fn join(&self, group: &str) -> Result<Box<dyn Membership>, LogError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let leaving = Arc::new(AtomicBool::new(false));
+        let mut c = ClientConfig::new();
+        // Detect a killed member within 10 s (librdkafka's default is 45 s).
+        c.set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000");
+        self.address.apply(&mut c);
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        let consumer: Arc<BaseConsumer<GroupContext>> = Arc::new(
+            c.create_with_context(GroupContext {
+                member: Some(MemberState {
+                    topic: self.address.topic.clone(),
+                    changes: tx.clone(),
+                    leaving: leaving.clone(),
+                }),
+            })
+            .map_err(|e| LogError::Storage(config_error("group member", &e)))?,
+        );
+        consumer
+            .subscribe(&[&self.address.topic])
+            .map_err(|e| storage("subscribe", e))?;
+        self.groups
+            .lock()
+            .map_err(|_| LogError::Storage("a Kafka group consumer panicked".into()))?
+            .insert(group.to_string(), consumer.clone());
+        let (groups, name, stop) = (self.groups.clone(), group.to_string(), leaving.clone());
+        std::thread::Builder::new()
+            .name(format!("kafka-group-{group}"))
+            .spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    // Rebalance callbacks run inside this poll; the partitions are paused, so
+                    // a message is only one fetched before the pause, and ignored.
+                    let _ = consumer.poll(Duration::from_millis(100));
+                    if let Some((code, reason)) = consumer.client().fatal_error() {
+                        let _ = tx.send(Err(storage("group member", format!("{code}: {reason}"))));
+                        break;
+                    }
+                }
+                stop.store(true, Ordering::SeqCst);
+                if let Ok(mut g) = groups.lock() {
+                    if g.get(&name).is_some_and(|c| Arc::ptr_eq(c, &consumer)) {
+                        g.remove(&name);
+                    }
+                }
+                // The last handle closes the consumer here, which leaves the group.
+                drop(consumer);
+            })
+            .map_err(|e| storage("group member thread", e))?;
+        Ok(Box::new(KafkaMembership {
+            changes: rx,
+            leaving,
+        }))
     }
 
     async fn truncate(&self, partition: u32, _before: Offset) -> Result<u64, LogError> {

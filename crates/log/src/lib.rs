@@ -14,6 +14,7 @@
 //! feature, `kafka::KafkaLog` (scaled-out mode).
 
 pub mod embedded;
+pub mod group;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod spool;
@@ -152,6 +153,17 @@ pub trait Log: Send + Sync + 'static {
     /// # Errors
     /// [`LogError::Storage`].
     async fn truncate(&self, partition: u32, before: Offset) -> Result<u64, LogError>;
+
+    /// Joins consumer group `group` (see [`group`]): the returned membership says which
+    /// partitions this process consumes. By default the process is the group's only member
+    /// and owns every partition.
+    ///
+    /// # Errors
+    /// [`LogError::Storage`] when the group cannot be joined (the caller retries).
+    async fn join(&self, group: &str) -> Result<Box<dyn group::Membership>, LogError> {
+        let _ = group;
+        Ok(Box::new(group::SoleMember::new(self.partitions())))
+    }
 
     /// Whether the log can take appends, as far as can be told without writing (for
     /// readiness probes): for the embedded log, its writer thread is running; by default, the

@@ -415,6 +415,10 @@ impl<L: Log> Log for SpooledLog<L> {
         self.inner.truncate(partition, before).await
     }
 
+    async fn join(&self, group: &str) -> Result<Box<dyn crate::group::Membership>, LogError> {
+        self.inner.join(group).await
+    }
+
     async fn check_writable(&self) -> Result<(), LogError> {
         // Writable while the spool has room, whether or not the inner log answers.
         let s = self.state.lock().await;

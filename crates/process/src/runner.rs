@@ -84,8 +84,10 @@ pub enum RunnerError {
     Restore(#[from] footfall_store::StoreError),
 }
 
-/// Runs one supervised task per partition until `shutdown` is cancelled; each task flushes
-/// before it returns. A task that fails or panics is logged, counted in
+/// Runs one supervised task per partition that this process owns in consumer group
+/// [`CONSUMER`] (every partition with the embedded log; see [`footfall_log::group`]) until
+/// `shutdown` is cancelled; each task flushes before it returns, also when its partition is
+/// revoked. A task that fails or panics is logged, counted in
 /// `footfall_processor_restarts_total` and restarted from its last checkpoint after a
 /// backoff, so a partition never silently stops.
 pub async fn run(
@@ -95,23 +97,26 @@ pub async fn run(
     config: RunnerConfig,
     shutdown: CancellationToken,
 ) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for partition in 0..log.partitions() {
-        let (log, store, clock, config, shutdown) = (
-            log.clone(),
-            store.clone(),
-            clock.clone(),
-            config.clone(),
-            shutdown.clone(),
-        );
-        // The bound on open visits is per process: each partition gets its share.
-        let config = RunnerConfig {
-            max_open_visits: (config.max_open_visits / log.partitions().max(1) as usize).max(1),
-            ..config
-        };
-        tasks.spawn(supervise(partition, log, store, clock, config, shutdown));
-    }
-    while tasks.join_next().await.is_some() {}
+    // The bound on open visits is per process: each partition gets its share of it, counted
+    // over all partitions, as the process may come to own all of them.
+    let config = RunnerConfig {
+        max_open_visits: (config.max_open_visits / log.partitions().max(1) as usize).max(1),
+        ..config
+    };
+    let start = {
+        let log = log.clone();
+        move |partition, stop| {
+            supervise(
+                partition,
+                log.clone(),
+                store.clone(),
+                clock.clone(),
+                config.clone(),
+                stop,
+            )
+        }
+    };
+    footfall_log::group::consume_owned(log, CONSUMER, shutdown, start).await;
 }
 
 async fn supervise(
