@@ -111,13 +111,22 @@ fn brokers_that_do_not_answer_fail_the_start_with_a_message_that_says_so() {
     );
 }
 
-/// The value of an unlabelled-but-for-`group` gauge in a `/metrics` page, if present.
-fn owned_partitions(addr: std::net::SocketAddr) -> Option<f64> {
+/// The sum of a metric's series in a `/metrics` page (`None` when it has none).
+fn metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
     let page = http(addr, "GET", "/metrics", &[], b"");
-    String::from_utf8_lossy(&page.body)
+    let values: Vec<f64> = String::from_utf8_lossy(&page.body)
         .lines()
-        .find_map(|l| l.strip_prefix("footfall_log_owned_partitions{group=\"processor\"} "))
-        .and_then(|v| v.trim().parse().ok())
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+fn owned_partitions(addr: std::net::SocketAddr) -> Option<f64> {
+    metric(addr, "footfall_log_owned_partitions")
 }
 
 /// One site's answer as the test compares it: totals and the page breakdown.
@@ -135,8 +144,42 @@ fn site_answer(addr: std::net::SocketAddr, key: &str, site: &str) -> serde_json:
     json!({"totals": totals["results"][0]["metrics"], "pages": pages["results"]})
 }
 
+/// Two processor processes in one consumer group, one killed mid-stream: the other takes its
+/// partitions over and the answers equal the reference exactly. With the embedded store each
+/// processor has its own store, so the survivor re-reads the dead one's partitions from the
+/// start (what the test shows is the group handing them over, and every revocation flushing
+/// exactly); with a shared Cassandra store it restores the dead one's last checkpoint and
+/// open visits.
 #[test]
 fn two_processors_in_one_consumer_group_hand_over_a_killed_ones_partitions() {
+    group_handover(None);
+}
+
+/// The same against Cassandra/ScyllaDB, when `FOOTFALL_TEST_CASSANDRA=host:port` names a
+/// node (a fresh keyspace is migrated for the run).
+#[test]
+#[cfg_attr(
+    not(footfall_cassandra),
+    ignore = "set FOOTFALL_TEST_CASSANDRA=host:port to run it against a node"
+)]
+fn two_processors_sharing_a_cassandra_store_hand_over_a_killed_ones_partitions() {
+    let node = std::env::var("FOOTFALL_TEST_CASSANDRA").expect("FOOTFALL_TEST_CASSANDRA");
+    let ks = format!("footfall_group_{}", std::process::id());
+    let url = format!("cassandra://{node}/{ks}?consistency=one");
+    let out = common::footfall()
+        .args(["migrate"])
+        .env("FOOTFALL_STORE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    group_handover(Some(&url));
+}
+
+fn group_handover(shared_store: Option<&str>) {
     const SITES: usize = 6;
     const PER_PHASE: usize = 40;
     let broker = Broker::start();
@@ -145,12 +188,15 @@ fn two_processors_in_one_consumer_group_hand_over_a_killed_ones_partitions() {
     let collector_dir = tempfile::tempdir().unwrap();
     let p1_dir = tempfile::tempdir().unwrap();
     let p2_dir = tempfile::tempdir().unwrap();
+    let store = shared_store.unwrap_or("");
     let collector_env = [
         ("FOOTFALL_LOG__URL", url.as_str()),
+        ("FOOTFALL_STORE__URL", store),
         ("FOOTFALL_SERVER__ROLES", "[\"collector\"]"),
     ];
     let processor_env = [
         ("FOOTFALL_LOG__URL", url.as_str()),
+        ("FOOTFALL_STORE__URL", store),
         ("FOOTFALL_SERVER__ROLES", "[\"processor\",\"query\"]"),
         ("FOOTFALL_PROCESSOR__FLUSH_INTERVAL_MS", "100"),
         ("FOOTFALL_SERVER__METRICS_PUBLIC", "true"),
@@ -158,10 +204,15 @@ fn two_processors_in_one_consumer_group_hand_over_a_killed_ones_partitions() {
     let collector = Server::start(collector_dir.path(), &collector_env);
     let p1 = Server::start(p1_dir.path(), &processor_env);
     let p2 = Server::start(p2_dir.path(), &processor_env);
-    // Each process has its own embedded store: the sites are created in each, in the same
-    // order, so they get the same ids (and so the same partitions).
+    // With embedded stores each process has its own: the sites are created in each, in the
+    // same order, so they get the same ids (and so the same partitions). A shared store gets
+    // them once, through the collector.
+    let dirs = match shared_store {
+        None => vec![collector_dir.path(), p1_dir.path(), p2_dir.path()],
+        Some(_) => vec![collector_dir.path()],
+    };
     let mut keys = Vec::new();
-    for dir in [collector_dir.path(), p1_dir.path(), p2_dir.path()] {
+    for dir in dirs {
         let ids: Vec<u64> = domains
             .iter()
             .map(|d| {
@@ -177,6 +228,7 @@ fn two_processors_in_one_consumer_group_hand_over_a_killed_ones_partitions() {
         }
         keys.push(cli_json(dir, &args)["key"].as_str().unwrap().to_string());
     }
+    let survivor_key = keys.last().unwrap().clone();
     // Both members hold partitions: 4 between them.
     common::wait_for(
         Duration::from_secs(60),
@@ -205,19 +257,14 @@ fn two_processors_in_one_consumer_group_hand_over_a_killed_ones_partitions() {
         }
     };
     send(collector.addr, "a");
-    // Each processor has counted the first phase's events of its own sites before the kill.
+    // Each processor has read the first phase's events of its own partitions before the kill.
     common::wait_for(
         Duration::from_secs(60),
-        "each processor to count its sites",
+        "each processor to read its partitions",
         || {
-            let counted = |addr, key: &str| -> u64 {
-                domains
-                    .iter()
-                    .map(|d| site_answer(addr, key, d)["totals"][2].as_u64().unwrap_or(0))
-                    .sum()
-            };
-            let (a, b) = (counted(p1.addr, &keys[1]), counted(p2.addr, &keys[2]));
-            (a > 0 && b > 0 && a + b == PER_PHASE as u64).then_some(())
+            let read = |addr| metric(addr, "footfall_processor_events_total").unwrap_or(0.0);
+            let (a, b) = (read(p1.addr), read(p2.addr));
+            (a > 0.0 && b > 0.0 && a + b == PER_PHASE as f64).then_some(())
         },
     );
     drop(p1); // SIGKILL: no revocation, no flush; the group notices by its session timeout
@@ -249,14 +296,152 @@ fn two_processors_in_one_consumer_group_hand_over_a_killed_ones_partitions() {
     for (s, site) in domains.iter().enumerate() {
         let want = expected(s);
         common::wait_for(Duration::from_secs(60), "the survivor's answers", || {
-            (site_answer(p2.addr, &keys[2], site) == want).then_some(())
+            (site_answer(p2.addr, &survivor_key, site) == want).then_some(())
         });
     }
     // Still equal once every partition has been idle for a while: nothing counted twice.
     std::thread::sleep(Duration::from_secs(2));
     for (s, site) in domains.iter().enumerate() {
-        assert_eq!(site_answer(p2.addr, &keys[2], site), expected(s), "{site}");
+        assert_eq!(
+            site_answer(p2.addr, &survivor_key, site),
+            expected(s),
+            "{site}"
+        );
     }
     p2.stop();
     collector.stop();
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// A broker outage under load: the broker is frozen (SIGSTOP: its connections stay open and
+/// nothing answers, as with a hung or partitioned node; tansu keeps its data only in memory or
+/// in PostgreSQL/S3, so a frozen process stands for a stopped one). The collector keeps
+/// answering `202` from its spool, answers `503` with `Retry-After` once the spool is full,
+/// and after the broker resumes the spool drains: every acknowledged event is counted once.
+#[test]
+fn a_broker_outage_is_bridged_by_the_spool_and_nothing_is_lost_or_doubled() {
+    const SITE: &str = "outage.example";
+    let broker = Broker::start();
+    let data = tempfile::tempdir().unwrap();
+    // Appends fail after 2 s without an answer; the spool holds at most 1 MiB.
+    let url = format!(
+        "kafka://{}/events?partitions=2&message.timeout.ms=2000",
+        broker.address
+    );
+    let env = [
+        ("FOOTFALL_LOG__URL", url.as_str()),
+        ("FOOTFALL_LOG__SPOOL_MAX_MIB", "1"),
+        ("FOOTFALL_PROCESSOR__FLUSH_INTERVAL_MS", "100"),
+    ];
+    let server = Server::start(data.path(), &env);
+    cli_json(data.path(), &["sites", "create", "--domain", SITE]);
+    let key = cli_json(data.path(), &["keys", "create", "--site", SITE])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut next = 0u32;
+    let mut send = |addr| {
+        next += 1;
+        let body =
+            json!({"name": "pageview", "url": format!("https://{SITE}/p/{next}"), "domain": SITE});
+        let r = http(
+            addr,
+            "POST",
+            "/api/event",
+            &[("User-Agent", "outage-test/1")],
+            body.to_string().as_bytes(),
+        );
+        (next, r)
+    };
+    let mut acknowledged = Vec::new();
+    for _ in 0..50 {
+        let (n, r) = send(server.addr);
+        assert_eq!(r.status, 202);
+        acknowledged.push(n);
+    }
+
+    signal(broker.pid(), "STOP");
+    // Until the spool is full every event is acknowledged; then 503 with Retry-After.
+    let mut refused = None;
+    for _ in 0..40_000 {
+        let (n, r) = send(server.addr);
+        match r.status {
+            202 => acknowledged.push(n),
+            503 => {
+                refused = Some(r);
+                break;
+            }
+            other => panic!("status {other} during the outage"),
+        }
+    }
+    let refused = refused.expect("the spool's bound was reached");
+    let retry_after: u64 = refused
+        .header("Retry-After")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let spooled = acknowledged.len() - 50;
+    assert!(spooled > 1000, "only {spooled} events were spooled");
+
+    signal(broker.pid(), "CONT");
+    // The spool drains and the collector takes events again.
+    common::wait_for(
+        Duration::from_secs(90),
+        "the collector to take events again",
+        || {
+            let (n, r) = send(server.addr);
+            (r.status == 202).then(|| acknowledged.push(n))
+        },
+    );
+    let want = acknowledged.len() as u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let counted = loop {
+        let a = query(
+            server.addr,
+            &key,
+            &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day"}),
+        );
+        let n = a["results"][0]["metrics"][0].as_u64();
+        if n == Some(want) || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(counted, Some(want), "pageviews counted vs acknowledged");
+    // Each acknowledged page once, and nothing else.
+    let pages = query(
+        server.addr,
+        &key,
+        &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day", "dimensions": ["event:page"], "pagination": {"limit": 10000}}),
+    );
+    let mut counted: Vec<(String, u64)> = pages["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["dimensions"][0].as_str().unwrap().to_string(),
+                r["metrics"][0].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    counted.sort();
+    let mut expected: Vec<(String, u64)> = acknowledged
+        .iter()
+        .map(|n| (format!("/p/{n}"), 1))
+        .collect();
+    expected.sort();
+    assert_eq!(counted, expected);
+    server.stop();
 }

@@ -333,6 +333,9 @@ pub struct KafkaLog {
     /// consumer while this process is a member (Kafka refuses commits from outside an active
     /// group), else a plain one.
     groups: GroupClients,
+    /// Per partition, the offset past the last record this process appended (from delivery
+    /// reports; at open, the partition's end): see [`Log::appended_through`].
+    delivered: Vec<std::sync::atomic::AtomicU64>,
     /// Each producer's last sequence number; loaded from the side topic on first use.
     sequences: tokio::sync::Mutex<Option<HashMap<String, u64>>>,
 }
@@ -442,7 +445,23 @@ impl KafkaLog {
                 address.topic
             )));
         }
+        // Where each partition ends now: the lower bound for where this process's appends land.
+        let mut delivered = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions {
+            let (client, topic) = (producer.clone(), address.topic.clone());
+            let high = tokio::task::spawn_blocking(move || {
+                client
+                    .client()
+                    .fetch_watermarks(&topic, p as i32, CALL_TIMEOUT)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map_or(0, |(_, high)| high.max(0) as u64);
+            delivered.push(std::sync::atomic::AtomicU64::new(high));
+        }
         Ok(KafkaLog {
+            delivered,
             readers: (0..partitions).map(|_| Mutex::new(Vec::new())).collect(),
             address,
             producer: Mutex::new((0, producer)),
@@ -585,9 +604,23 @@ impl KafkaLog {
                 }
             }
         }
+        let main_topic = topic == self.address.topic;
         for delivery in pending {
             match delivery.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(rdkafka::producer::future_producer::Delivery {
+                    partition, offset, ..
+                })) => {
+                    if let Some(d) = usize::try_from(partition)
+                        .ok()
+                        .filter(|_| main_topic)
+                        .and_then(|p| self.delivered.get(p))
+                    {
+                        d.fetch_max(
+                            offset.max(0) as u64 + 1,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                }
                 Ok(Err((e, _))) => {
                     *fenced = matches!(
                         e.rdkafka_error_code(),
@@ -806,6 +839,12 @@ impl Log for KafkaLog {
                 KafkaOffset::Offset(o) if o >= 0 => Some(o as u64),
                 _ => None,
             }))
+    }
+
+    fn appended_through(&self, partition: u32) -> Option<Offset> {
+        self.delivered
+            .get(partition as usize)
+            .map(|d| d.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     async fn join(&self, group: &str) -> Result<Box<dyn Membership>, LogError> {

@@ -154,6 +154,15 @@ pub trait Log: Send + Sync + 'static {
     /// [`LogError::Storage`].
     async fn truncate(&self, partition: u32, before: Offset) -> Result<u64, LogError>;
 
+    /// The offset past the last record this process knows it appended to `partition`, if the
+    /// backend keeps track (the Kafka log does, from its delivery reports): records of a later
+    /// append land at or after it. The spool uses it to find out whether a failed append
+    /// reached the log after all.
+    fn appended_through(&self, partition: u32) -> Option<Offset> {
+        let _ = partition;
+        None
+    }
+
     /// Joins consumer group `group` (see [`group`]): the returned membership says which
     /// partitions this process consumes. By default the process is the group's only member
     /// and owns every partition.

@@ -19,10 +19,17 @@
 //! - Everything else (reads, offsets, commits, sequenced appends of imports, which retry on
 //!   their own) goes to the inner log.
 //!
-//! Limits: a batch that the inner log took but whose deletion from the spool did not happen
-//! (a crash in between) is appended again by the next drainer; a direct append that failed
-//! late (the inner log's own delivery timeout) after the broker had in fact kept it is in the
-//! log twice. Both are rare and duplicate rather than lose.
+//! - A direct append that failed may still have reached the log: a broker that hung while
+//!   holding the request can append it when it resumes, after the producer gave up. Such a
+//!   batch is spooled as **uncertain**, with the offset past the last record the inner log is
+//!   known to have appended to each of its partitions ([`Log::appended_through`]). Before the
+//!   drainer appends it, it reads those partitions from there and leaves out every record
+//!   already in the log (byte-equal payload; an encoded event carries its receipt time in µs
+//!   and its visitor, so two distinct events are not byte-equal in practice).
+//!
+//! Limit: a batch that the inner log took but whose deletion from the spool did not happen (a
+//! crash in between) is appended again by the next drainer (rare; duplicates rather than
+//! loses).
 //!
 //! Written here rather than taken from a library because it is a thin ordering rule over an
 //! embedded database (`redb`), specific to the [`Log`] contract.
@@ -41,6 +48,13 @@ use crate::{AppendOutcome, Entry, Log, LogError, Offset, Record};
 
 /// Spooled batches by sequence number (the order they were spooled in).
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
+/// Uncertain batches (see the module docs): sequence number → for each partition of the
+/// batch, (partition u32, offset u64) little endian, where to start looking for its records.
+const UNCERTAIN: TableDefinition<u64, &[u8]> = TableDefinition::new("uncertain");
+
+/// Most records read back to look for an uncertain batch's records in one partition; past
+/// it the batch is appended as it is (and may be in the log twice).
+const PROBE_LIMIT: u64 = 1_000_000;
 
 /// Where the spool lives and how much it may hold.
 #[derive(Debug, Clone)]
@@ -135,6 +149,7 @@ impl<L: Log> SpooledLog<L> {
         let (batches, bytes, next_seq) = (|| -> Result<(u64, u64, u64), String> {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             let found = {
+                txn.open_table(UNCERTAIN).map_err(|e| e.to_string())?;
                 let table = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
                 let mut bytes = 0;
                 for item in table.iter().map_err(|e| e.to_string())? {
@@ -192,7 +207,21 @@ impl<L: Log> SpooledLog<L> {
     /// in a task of their own, so that a request dropped halfway (a client that hangs up) can
     /// never leave a committed batch that the counters and the sequence numbers do not know.
     async fn spool(&self, records: &[Record]) -> Result<(), LogError> {
+        self.spool_uncertain(records, None).await
+    }
+
+    /// [`Self::spool`], marking the batch uncertain when `probe` is given.
+    async fn spool_uncertain(
+        &self,
+        records: &[Record],
+        probe: Option<Vec<(u32, u64)>>,
+    ) -> Result<(), LogError> {
         let bytes = encode(records);
+        let probe = probe.map(|ps| {
+            ps.iter()
+                .flat_map(|(p, o)| p.to_le_bytes().into_iter().chain(o.to_le_bytes()))
+                .collect::<Vec<u8>>()
+        });
         let (db, state, spooled, max_bytes) = (
             self.db.clone(),
             self.state.clone(),
@@ -214,6 +243,10 @@ impl<L: Log> SpooledLog<L> {
                 {
                     let mut table = txn.open_table(BATCHES).map_err(storage)?;
                     table.insert(seq, bytes.as_slice()).map_err(storage)?;
+                    if let Some(probe) = &probe {
+                        let mut uncertain = txn.open_table(UNCERTAIN).map_err(storage)?;
+                        uncertain.insert(seq, probe.as_slice()).map_err(storage)?;
+                    }
                 }
                 txn.commit().map_err(storage)
             })
@@ -242,6 +275,73 @@ impl<L: Log> Drop for SpooledLog<L> {
 const DRAIN_BATCHES: usize = 1_000;
 const DRAIN_BYTES: usize = 8 << 20;
 
+/// A spooled batch: sequence number, encoded records, and where to look for them when the
+/// batch is uncertain.
+type SpooledBatch = (u64, Vec<u8>, Option<Vec<(u32, u64)>>);
+
+fn decode_probe(bytes: &[u8]) -> Vec<(u32, u64)> {
+    bytes
+        .chunks_exact(12)
+        .filter_map(|c| {
+            let p = u32::from_le_bytes(c[..4].try_into().ok()?);
+            let o = u64::from_le_bytes(c[4..].try_into().ok()?);
+            Some((p, o))
+        })
+        .collect()
+}
+
+/// The records of an uncertain batch that are not in the log yet: each partition named in
+/// `probe` is read from its offset to its end, and records found there are left out
+/// (partitions not named, or too far behind, are not read: their records are kept).
+async fn not_yet_appended<L: Log>(
+    inner: &L,
+    records: Vec<Record>,
+    probe: &[(u32, u64)],
+) -> Result<Vec<Record>, LogError> {
+    let mut found: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    for &(partition, from) in probe {
+        let end = inner.end_offset(partition).await?;
+        if end.saturating_sub(from) > PROBE_LIMIT {
+            tracing::warn!(
+                partition,
+                from,
+                end,
+                "an uncertain batch is too far behind to look for; appending it as it is"
+            );
+            continue;
+        }
+        let wanted: std::collections::HashSet<&[u8]> = records
+            .iter()
+            .filter(|r| inner.partition_for(r.key) == partition)
+            .map(|r| r.payload.as_slice())
+            .collect();
+        let mut at = from;
+        while at < end {
+            let entries = inner
+                .read(partition, at, 5000, Duration::from_millis(100))
+                .await?;
+            let Some(last) = entries.last() else { break };
+            at = last.offset + 1;
+            for e in entries {
+                if wanted.contains(e.payload.as_slice()) {
+                    found.insert(e.payload);
+                }
+            }
+        }
+    }
+    if !found.is_empty() {
+        tracing::warn!(
+            records = found.len(),
+            "records of a failed append had reached the log after all; they are not appended again"
+        );
+        metrics::counter!("footfall_spool_late_deliveries_total").increment(found.len() as u64);
+    }
+    Ok(records
+        .into_iter()
+        .filter(|r| !found.contains(&r.payload))
+        .collect())
+}
+
 /// Appends spooled batches to `inner`, oldest first and many at a time, until the spool is
 /// empty; then waits to be told of the next one.
 async fn drain<L: Log>(
@@ -254,15 +354,20 @@ async fn drain<L: Log>(
     loop {
         let oldest = {
             let db = db.clone();
-            tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+            tokio::task::spawn_blocking(move || -> Result<Vec<SpooledBatch>, LogError> {
                 let txn = db.begin_read().map_err(storage)?;
                 let table = txn.open_table(BATCHES).map_err(storage)?;
+                let uncertain = txn.open_table(UNCERTAIN).map_err(storage)?;
                 let mut out = Vec::new();
                 let mut size = 0;
                 for item in table.iter().map_err(storage)? {
                     let (k, v) = item.map_err(storage)?;
                     size += v.value().len();
-                    out.push((k.value(), v.value().to_vec()));
+                    let probe = uncertain
+                        .get(k.value())
+                        .map_err(storage)?
+                        .map(|p| decode_probe(p.value()));
+                    out.push((k.value(), v.value().to_vec(), probe));
                     if out.len() >= DRAIN_BATCHES || size >= DRAIN_BYTES {
                         break;
                     }
@@ -290,10 +395,21 @@ async fn drain<L: Log>(
         };
         let mut records = Vec::new();
         let mut size = 0u64;
-        for (seq, bytes) in &batches {
+        let mut probe_failed = false;
+        for (seq, bytes, probe) in &batches {
             size += bytes.len() as u64;
             match decode(bytes) {
-                Ok(r) => records.extend(r),
+                Ok(r) => match probe {
+                    None => records.extend(r),
+                    Some(probe) => match not_yet_appended(inner.as_ref(), r, probe).await {
+                        Ok(r) => records.extend(r),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the log back for an uncertain batch; retrying");
+                            probe_failed = true;
+                            break;
+                        }
+                    },
+                },
                 // Only disk damage does this; such a batch can never be appended, and keeping
                 // it would stop the drain for good.
                 Err(e) => {
@@ -301,6 +417,10 @@ async fn drain<L: Log>(
                     tracing::error!(seq, error = %e, "a spooled batch does not decode and is dropped");
                 }
             }
+        }
+        if probe_failed {
+            tokio::time::sleep(retry_interval).await;
+            continue;
         }
         if !records.is_empty() {
             if let Err(e) = inner.append(records).await {
@@ -312,7 +432,7 @@ async fn drain<L: Log>(
         // Delete under the state lock, so that an append deciding whether the spool is
         // empty sees the deletion and the count together.
         let mut s = state.lock().await;
-        let seqs: Vec<u64> = batches.iter().map(|(seq, _)| *seq).collect();
+        let seqs: Vec<u64> = batches.iter().map(|(seq, _, _)| *seq).collect();
         let removed = {
             let db = db.clone();
             tokio::task::spawn_blocking(move || -> Result<(), LogError> {
@@ -320,8 +440,10 @@ async fn drain<L: Log>(
                 txn.set_durability(Durability::Immediate).map_err(storage)?;
                 {
                     let mut table = txn.open_table(BATCHES).map_err(storage)?;
+                    let mut uncertain = txn.open_table(UNCERTAIN).map_err(storage)?;
                     for seq in seqs {
                         table.remove(seq).map_err(storage)?;
+                        uncertain.remove(seq).map_err(storage)?;
                     }
                 }
                 txn.commit().map_err(storage)
@@ -364,12 +486,22 @@ impl<L: Log> Log for SpooledLog<L> {
         if self.state.lock().await.batches > 0 {
             return self.spool(&records).await;
         }
+        // Where this append's records can land at the earliest, should its outcome be unknown.
+        let mut probe: Vec<(u32, u64)> = Vec::new();
+        for r in &records {
+            let p = self.inner.partition_for(r.key);
+            if !probe.iter().any(|(q, _)| *q == p) {
+                if let Some(from) = self.inner.appended_through(p) {
+                    probe.push((p, from));
+                }
+            }
+        }
         match self.inner.append(records.clone()).await {
             Ok(()) => Ok(()),
             Err(LogError::NoSuchPartition(p)) => Err(LogError::NoSuchPartition(p)),
             Err(e) => {
                 tracing::warn!(error = %e, "the log refused an append; spooling it");
-                self.spool(&records).await
+                self.spool_uncertain(&records, Some(probe)).await
             }
         }
     }
@@ -415,6 +547,10 @@ impl<L: Log> Log for SpooledLog<L> {
         self.inner.truncate(partition, before).await
     }
 
+    fn appended_through(&self, partition: u32) -> Option<Offset> {
+        self.inner.appended_through(partition)
+    }
+
     async fn join(&self, group: &str) -> Result<Box<dyn crate::group::Membership>, LogError> {
         self.inner.join(group).await
     }
@@ -436,10 +572,14 @@ mod tests {
     use crate::embedded::{EmbeddedLog, EmbeddedLogConfig};
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// An embedded log that refuses appends while `down`.
+    /// An embedded log that refuses appends while `down`; while `ghost`, it keeps an append
+    /// and yet reports it failed (a broker that answered too late).
     struct Flaky {
         inner: EmbeddedLog,
         down: AtomicBool,
+        ghost: AtomicBool,
+        /// Offset past the last append it reported as done (one partition is used).
+        through: std::sync::atomic::AtomicU64,
     }
 
     #[async_trait]
@@ -451,7 +591,17 @@ mod tests {
             if self.down.load(Ordering::SeqCst) {
                 return Err(LogError::Storage("broker unreachable".into()));
             }
-            self.inner.append(records).await
+            let p = self.partition_for(records[0].key);
+            self.inner.append(records).await?;
+            if self.ghost.load(Ordering::SeqCst) {
+                return Err(LogError::Storage("delivery timed out".into()));
+            }
+            let end = self.inner.end_offset(p).await?;
+            self.through.store(end, Ordering::SeqCst);
+            Ok(())
+        }
+        fn appended_through(&self, _p: u32) -> Option<Offset> {
+            Some(self.through.load(Ordering::SeqCst))
         }
         async fn append_sequenced(
             &self,
@@ -524,6 +674,8 @@ mod tests {
             })
             .unwrap(),
             down: AtomicBool::new(false),
+            ghost: AtomicBool::new(false),
+            through: std::sync::atomic::AtomicU64::new(0),
         });
         // Each record is 8 + 4 + 7 = 19 bytes ("event-N" for one-digit N): room for 4.
         let log = SpooledLog::open(inner.clone(), &config(dir.path(), 4 * 19)).unwrap();
@@ -572,6 +724,8 @@ mod tests {
             })
             .unwrap(),
             down: AtomicBool::new(true),
+            ghost: AtomicBool::new(false),
+            through: std::sync::atomic::AtomicU64::new(0),
         });
         {
             let log = SpooledLog::open(inner.clone(), &config(dir.path(), 1 << 20)).unwrap();
@@ -604,5 +758,42 @@ mod tests {
         let mut bytes = encode(&records);
         bytes.truncate(bytes.len() - 3);
         assert!(decode(&bytes[..15]).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_append_that_failed_but_reached_the_log_is_not_appended_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Arc::new(Flaky {
+            inner: EmbeddedLog::open(&EmbeddedLogConfig {
+                path: dir.path().join("log.redb"),
+                partitions: 1,
+                commit_linger: Duration::ZERO,
+                cache_bytes: 1 << 20,
+            })
+            .unwrap(),
+            down: AtomicBool::new(false),
+            ghost: AtomicBool::new(false),
+            through: std::sync::atomic::AtomicU64::new(0),
+        });
+        let log = SpooledLog::open(inner.clone(), &config(dir.path(), 1 << 20)).unwrap();
+        log.append(vec![rec(1)]).await.unwrap();
+        // The broker keeps event 2 but answers too late: the append fails and is spooled.
+        inner.ghost.store(true, Ordering::SeqCst);
+        log.append(vec![rec(2)]).await.unwrap();
+        inner.ghost.store(false, Ordering::SeqCst);
+        inner.down.store(true, Ordering::SeqCst);
+        log.append(vec![rec(3)]).await.unwrap();
+        inner.down.store(false, Ordering::SeqCst);
+        for _ in 0..200 {
+            if log.backlog().await.0 == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(log.backlog().await, (0, 0));
+        assert_eq!(
+            payloads(inner.as_ref()).await,
+            ["event-1", "event-2", "event-3"]
+        );
     }
 }

@@ -405,6 +405,13 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// The broker's process id (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
