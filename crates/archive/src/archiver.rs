@@ -111,7 +111,7 @@ impl PartitionArchiver {
         let p = self.partition;
         let mut offset: Offset = self
             .store
-            .checkpoint(CONSUMER, p)
+            .restore_checkpoint(CONSUMER, p)
             .await
             .map_err(|e| e.to_string())?
             .map_or(0, |c| c.offset);

@@ -78,6 +78,9 @@ enum Command {
         #[command(subcommand)]
         command: GenerationsCommand,
     },
+    /// Create or upgrade the Cassandra/ScyllaDB keyspace named by store.url (versioned
+    /// migrations; safe to run again). The embedded store needs none.
+    Migrate,
     /// Import access logs as pageviews (exactly once per file, resumable).
     Import {
         /// The site's domain.
@@ -255,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             running.done.await.context("shutdown task failed")?
         }
+        Command::Migrate => print_json(&footfall::serve::migrate(&config).await?),
         Command::Sites { command } => {
             let admin = AdminClient::connect(&config).await?;
             let result = match command {

@@ -59,8 +59,8 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<Backends> {
     };
     let store: Arc<dyn Store> = match config.store.url.as_str() {
         "" => Arc::new(EmbeddedStore::open_with_cache(&footfall_store::embedded::default_path(&config.data_dir), config.store.cache_mib << 20).context("opening the embedded store")?),
-        url if url.starts_with("cassandra://") => bail!("store.url = {url:?}: this build has no Cassandra store backend yet; leave store.url empty for the embedded store"),
-        url => bail!("store.url = {url:?}: unknown backend; leave it empty for the embedded store"),
+        url if url.starts_with("cassandra://") || url.starts_with("scylla://") => open_cassandra(url).await?,
+        url => bail!("store.url = {url:?}: unknown backend; use cassandra://… or leave it empty for the embedded store"),
     };
     Ok(Backends {
         log,
@@ -92,6 +92,61 @@ async fn open_kafka(url: &str, config: &Config) -> anyhow::Result<Arc<dyn Log>> 
 #[cfg(not(feature = "kafka"))]
 async fn open_kafka(url: &str, _config: &Config) -> anyhow::Result<Arc<dyn Log>> {
     bail!("log.url = {url:?}: this build has no Kafka log backend (it was built without the `kafka` feature); rebuild with default features, or leave log.url empty for the embedded log")
+}
+
+/// Opens the Cassandra/ScyllaDB store at `url` (see `footfall_cassandra`).
+#[cfg(feature = "cassandra")]
+async fn open_cassandra(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let address = footfall_cassandra::CassandraAddress::parse(url)
+        .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+    let store = footfall_cassandra::CassandraStore::open(&address)
+        .await
+        .context("opening the Cassandra store (store.url)")?;
+    Ok(Arc::new(store))
+}
+
+/// Without the `cassandra` feature, a `cassandra://` store is refused at start.
+#[cfg(not(feature = "cassandra"))]
+async fn open_cassandra(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    bail!("store.url = {url:?}: this build has no Cassandra store backend (it was built without the `cassandra` feature); rebuild with default features, or leave store.url empty for the embedded store")
+}
+
+/// `footfall migrate`: creates or upgrades the keyspace of a Cassandra store; returns a
+/// summary (`{"store", "applied", "latest"}`).
+///
+/// # Errors
+/// A message naming `store.url` when it is not a Cassandra address this build can use, or
+/// the cluster's error.
+pub async fn migrate(config: &Config) -> anyhow::Result<serde_json::Value> {
+    let url = config.store.url.as_str();
+    if url.is_empty() {
+        return Ok(serde_json::json!({
+            "store": "embedded",
+            "applied": [],
+            "note": "the embedded store creates its tables itself; migrate is for store.url = cassandra://…",
+        }));
+    }
+    migrate_cassandra(url).await
+}
+
+#[cfg(feature = "cassandra")]
+async fn migrate_cassandra(url: &str) -> anyhow::Result<serde_json::Value> {
+    let address = footfall_cassandra::CassandraAddress::parse(url)
+        .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+    let applied = footfall_cassandra::migrate(&address)
+        .await
+        .with_context(|| format!("migrating keyspace {}", address.keyspace))?;
+    Ok(serde_json::json!({
+        "store": "cassandra",
+        "keyspace": address.keyspace,
+        "applied": applied,
+        "latest": footfall_cassandra::schema::LATEST,
+    }))
+}
+
+#[cfg(not(feature = "cassandra"))]
+async fn migrate_cassandra(url: &str) -> anyhow::Result<serde_json::Value> {
+    bail!("store.url = {url:?}: this build has no Cassandra store backend (built without the `cassandra` feature)")
 }
 
 /// The processor's settings from `[processor]`.

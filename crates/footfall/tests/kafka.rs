@@ -165,7 +165,7 @@ fn two_processors_in_one_consumer_group_hand_over_a_killed_ones_partitions() {
 fn two_processors_sharing_a_cassandra_store_hand_over_a_killed_ones_partitions() {
     let node = std::env::var("FOOTFALL_TEST_CASSANDRA").expect("FOOTFALL_TEST_CASSANDRA");
     let ks = format!("footfall_group_{}", std::process::id());
-    let url = format!("cassandra://{node}/{ks}?consistency=one");
+    let url = format!("cassandra://{node}/{ks}");
     let out = common::footfall()
         .args(["migrate"])
         .env("FOOTFALL_STORE__URL", &url)

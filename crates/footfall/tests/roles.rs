@@ -94,3 +94,35 @@ fn an_unknown_role_is_refused_at_start_with_its_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cassandra_store_that_does_not_answer_fails_the_start_with_what_to_check() {
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = tempfile::tempdir().unwrap();
+    let serve = |url: &str| {
+        common::footfall()
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("FOOTFALL_STORE__URL", url)
+            .output()
+            .unwrap()
+    };
+    let out = serve(&format!("cassandra://127.0.0.1:{port}/footfall"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cassandra://127.0.0.1:{port}/footfall")) && err.contains("check"),
+        "{err}"
+    );
+    // A misspelt setting is named before anything is contacted.
+    let out = serve("cassandra://127.0.0.1:9042/footfall?consistancy=one");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown setting \"consistancy\""), "{err}");
+}

@@ -193,7 +193,7 @@ impl PartitionTask {
         clock: Arc<dyn Clock>,
         config: RunnerConfig,
     ) -> Result<Self, RunnerError> {
-        let checkpoint = store.checkpoint(CONSUMER, partition).await?;
+        let checkpoint = store.restore_checkpoint(CONSUMER, partition).await?;
         let states = store.load_visits(partition).await?;
         let (engine, corrupt) = Engine::restore(&states);
         if corrupt > 0 {

@@ -276,6 +276,17 @@ pub trait Store: Send + Sync + 'static {
         consumer: &str,
         partition: u32,
     ) -> Result<Option<Checkpoint>, StoreError>;
+    /// A consumer's checkpoint for a partition as its new owner reads it before resuming: a
+    /// store that applies a batch in several steps finishes here a batch that the previous
+    /// owner left half-applied (the Cassandra store's redo log), so only the partition's
+    /// owner may call it. By default, [`Store::checkpoint`].
+    async fn restore_checkpoint(
+        &self,
+        consumer: &str,
+        partition: u32,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        self.checkpoint(consumer, partition).await
+    }
     /// The mirrors registered for a partition.
     async fn mirrors(&self, partition: u32) -> Result<Vec<Mirror>, StoreError>;
     /// Open-visit states saved for a partition.
