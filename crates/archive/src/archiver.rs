@@ -60,6 +60,15 @@ pub async fn run(
     config: ArchiverConfig,
     shutdown: CancellationToken,
 ) {
+    // Exported at 0 from the start (docs/metrics.md).
+    for name in [
+        "footfall_archive_events_written_total",
+        "footfall_archive_bytes_written_total",
+        "footfall_archiver_restarts_total",
+        "footfall_archiver_undecodable_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
     let start = {
         let log = log.clone();
         move |partition, shutdown: CancellationToken| {

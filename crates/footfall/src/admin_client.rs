@@ -14,6 +14,27 @@ use tower::ServiceExt;
 use crate::config::Config;
 use crate::serve::{app_state, open_backends, Backends};
 
+/// The running server's admin socket could not be reached, or the server went away before it
+/// answered (it is stopping or restarting). A request that failed this way may be sent again
+/// once the server is back; every admin write is idempotent or checked by the server.
+#[derive(Debug)]
+pub struct ServerUnreachable {
+    /// The socket's path.
+    pub socket: std::path::PathBuf,
+}
+
+impl std::fmt::Display for ServerUnreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the footfall server's admin socket {} cannot be reached",
+            self.socket.display()
+        )
+    }
+}
+
+impl std::error::Error for ServerUnreachable {}
+
 /// Where admin requests go.
 pub enum AdminClient {
     /// A running server's socket.
@@ -61,6 +82,12 @@ impl AdminClient {
         matches!(self, AdminClient::Socket(_))
     }
 
+    /// Whether this client opened the embedded log itself (no server was running), which
+    /// keeps a server from opening the same data directory while the client lives.
+    pub fn holds_embedded_log(&self) -> bool {
+        matches!(self, AdminClient::Local { backends, .. } if backends.embedded_log.is_some())
+    }
+
     /// Closes the in-process backends (flushes the embedded log).
     pub fn close(self) {
         if let AdminClient::Local { backends, .. } = self {
@@ -101,18 +128,30 @@ impl AdminClient {
                 (status, response.into_body().collect().await?.to_bytes())
             }
             AdminClient::Socket(path) => {
+                let unreachable = || ServerUnreachable {
+                    socket: path.clone(),
+                };
                 let stream = tokio::net::UnixStream::connect(path)
                     .await
-                    .with_context(|| format!("connecting to {}", path.display()))?;
+                    .context(unreachable())?;
                 let (mut sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .context(unreachable())?;
                 tokio::spawn(connection);
                 let response = sender
                     .send_request(request)
                     .await
-                    .context("the server closed the admin connection")?;
+                    .context("the server closed the admin connection")
+                    .context(unreachable())?;
                 let status = response.status();
-                (status, response.into_body().collect().await?.to_bytes())
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .context(unreachable())?
+                    .to_bytes();
+                (status, body)
             }
         };
         let value = if body.is_empty() {

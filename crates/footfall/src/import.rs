@@ -151,7 +151,7 @@ fn open_source(input: &Input) -> anyhow::Result<Source> {
         }
         if let Ok(parsed) = parse_line(&String::from_utf8_lossy(&line)) {
             first_us = Some(parsed.timestamp_us);
-            identity = Some(blake3::hash(&line));
+            identity = Some(line_identity(&line));
         }
         ahead.push(line);
         if identity.is_some() {
@@ -163,11 +163,11 @@ fn open_source(input: &Input) -> anyhow::Result<Source> {
         ahead.iter().for_each(|l| {
             h.update(l);
         });
-        h.finalize()
+        h.finalize().to_hex()[..32].to_string()
     });
     Ok(Source {
         display,
-        identity: identity.to_hex()[..32].to_string(),
+        identity,
         first_us,
         ahead,
         reader,
@@ -234,13 +234,8 @@ async fn import_source(
         size,
         ..
     } = source;
-    let producer = format!("import:{}:{identity}", opts.site);
-    let done = admin
-        .call(Method::GET, &format!("/admin/import/{producer}"), None)
-        .await?
-        .get("sequence")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let producer = producer_of(&opts.site, &identity);
+    let done = imported_through(admin, &producer).await?;
     let bar = if opts.progress && size > 0 {
         ProgressBar::new(size)
     } else {
@@ -290,62 +285,101 @@ async fn import_source(
             summary.already_imported += 1;
             continue;
         }
-        let text = String::from_utf8_lossy(&line);
-        if !text.trim().is_empty() {
-            match parse_line(&text) {
-                Err(e) => {
-                    summary.malformed += 1;
-                    if summary.malformed_lines.len() < MAX_LISTED_MALFORMED {
-                        summary.malformed_lines.push((line_no, e.to_string()));
-                    }
-                }
-                Ok(line) => match classify(&line) {
-                    Err(reason) => {
-                        *summary
-                            .skipped
-                            .entry(reason.as_str().to_string())
-                            .or_default() += 1
-                    }
-                    Ok(()) => batch.push(ImportHit {
-                        line: line_no,
-                        timestamp_us: line.timestamp_us,
-                        remote_addr: line.remote_addr.to_string(),
-                        user_agent: line.user_agent.to_string(),
-                        target: line.target.to_string(),
-                        referrer: line.referrer.map(str::to_string),
-                    }),
-                },
-            }
-        }
+        take_line(&line, line_no, &mut summary, &mut batch);
         // Batches end at multiples of batch_lines, so a resumed run cuts the same batches.
         if line_no.is_multiple_of(opts.batch_lines) && !batch.is_empty() {
             batcher
-                .send(line_no, std::mem::take(&mut batch), &mut summary)
-                .await?;
+                .send(line_no, std::mem::take(&mut batch))
+                .await?
+                .add_to(&mut summary);
         }
     }
     if !batch.is_empty() {
-        batcher.send(line_no, batch, &mut summary).await?;
+        batcher.send(line_no, batch).await?.add_to(&mut summary);
     }
     bar.finish_and_clear();
     Ok(summary)
 }
 
-struct Batcher<'a> {
-    admin: &'a AdminClient,
-    opts: &'a ImportOptions,
-    producer: &'a str,
-    run: &'a str,
+/// Parses line `line_no` and adds it to `batch` when it is a pageview; otherwise counts it in
+/// `summary` as skipped (with the reason) or malformed.
+pub(crate) fn take_line(
+    line: &[u8],
+    line_no: u64,
+    summary: &mut FileSummary,
+    batch: &mut Vec<ImportHit>,
+) {
+    let text = String::from_utf8_lossy(line);
+    if text.trim().is_empty() {
+        return;
+    }
+    match parse_line(&text) {
+        Err(e) => {
+            summary.malformed += 1;
+            if summary.malformed_lines.len() < MAX_LISTED_MALFORMED {
+                summary.malformed_lines.push((line_no, e.to_string()));
+            }
+        }
+        Ok(line) => match classify(&line) {
+            Err(reason) => {
+                *summary
+                    .skipped
+                    .entry(reason.as_str().to_string())
+                    .or_default() += 1
+            }
+            Ok(()) => batch.push(ImportHit {
+                line: line_no,
+                timestamp_us: line.timestamp_us,
+                remote_addr: line.remote_addr.to_string(),
+                user_agent: line.user_agent.to_string(),
+                target: line.target.to_string(),
+                referrer: line.referrer.map(str::to_string),
+            }),
+        },
+    }
+}
+
+/// Identity of a log file: the hash of its first line that parses (see the module docs),
+/// 32 hex digits; `None` when none of `lines` parses.
+pub(crate) fn identity_of(lines: &[Vec<u8>]) -> Option<String> {
+    lines
+        .iter()
+        .find(|l| parse_line(&String::from_utf8_lossy(l)).is_ok())
+        .map(|l| line_identity(l))
+}
+
+/// 32 hex digits of the BLAKE3 hash of an identifying line.
+fn line_identity(line: &[u8]) -> String {
+    blake3::hash(line).to_hex()[..32].to_string()
+}
+
+/// The producer name under which a file's batches are appended (its sequence is the number
+/// of the last line sent).
+pub(crate) fn producer_of(site: &str, identity: &str) -> String {
+    format!("import:{site}:{identity}")
+}
+
+/// The last line of `producer`'s file that an earlier run appended (0 for none).
+pub(crate) async fn imported_through(admin: &AdminClient, producer: &str) -> anyhow::Result<u64> {
+    Ok(admin
+        .call(Method::GET, &format!("/admin/import/{producer}"), None)
+        .await?
+        .get("sequence")
+        .and_then(Value::as_u64)
+        .unwrap_or(0))
+}
+
+/// Sends batches of one file's hits to the server's import endpoint.
+pub(crate) struct Batcher<'a> {
+    pub(crate) admin: &'a AdminClient,
+    pub(crate) opts: &'a ImportOptions,
+    pub(crate) producer: &'a str,
+    pub(crate) run: &'a str,
 }
 
 impl Batcher<'_> {
     /// Appends the hits of the lines up to `last_line`.
-    async fn send(
-        &self,
-        last_line: u64,
-        hits: Vec<ImportHit>,
-        summary: &mut FileSummary,
-    ) -> anyhow::Result<()> {
+    pub(crate) async fn send(&self, last_line: u64, hits: Vec<ImportHit>) -> anyhow::Result<Sent> {
         let batch = ImportBatch {
             site: self.opts.site.clone(),
             producer: self.producer.to_string(),
@@ -380,9 +414,26 @@ impl Batcher<'_> {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(std::time::Duration::from_secs(5));
         }
-        summary.imported += outcome.get("appended").and_then(Value::as_u64).unwrap_or(0);
-        summary.future += outcome.get("future").and_then(Value::as_u64).unwrap_or(0);
-        Ok(())
+        Ok(Sent {
+            imported: outcome.get("appended").and_then(Value::as_u64).unwrap_or(0),
+            future: outcome.get("future").and_then(Value::as_u64).unwrap_or(0),
+        })
+    }
+}
+
+/// What the server did with one batch.
+pub(crate) struct Sent {
+    /// Pageviews appended (0 when the server already had the batch).
+    imported: u64,
+    /// Pageviews left out because their time is in the future.
+    future: u64,
+}
+
+impl Sent {
+    /// Counts this batch in a file's summary.
+    pub(crate) fn add_to(&self, summary: &mut FileSummary) {
+        summary.imported += self.imported;
+        summary.future += self.future;
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin_client;
 pub mod config;
+pub mod follow;
 pub mod import;
 pub mod reprocess_cli;
 pub mod retention;

@@ -98,6 +98,10 @@ enum Command {
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Keep reading the one FILE as it grows (through rotation by rename and truncation)
+        /// until interrupted; a restart resumes where the server's records say.
+        #[arg(long)]
+        follow: bool,
         /// Log files, plain or gzip; `-` reads standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -377,9 +381,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hostname,
             batch_lines,
             json: as_json,
+            follow,
             files,
         } => {
             let admin = AdminClient::connect(&config).await?;
+            if follow {
+                let [file] = files.as_slice() else {
+                    anyhow::bail!("--follow takes exactly one file");
+                };
+                if file.as_os_str() == "-" {
+                    anyhow::bail!("--follow needs a file; standard input cannot be followed");
+                }
+                if admin.holds_embedded_log() {
+                    admin.close();
+                    anyhow::bail!(
+                        "--follow runs beside a server: start `footfall serve` on {} first (a \
+                         follower that opened the embedded log itself would keep the server \
+                         from starting), or configure a Kafka log",
+                        config.data_dir.display()
+                    );
+                }
+                let opts = ImportOptions {
+                    site: site.to_ascii_lowercase(),
+                    hostname,
+                    batch_lines,
+                    progress: false,
+                    print: false,
+                };
+                let stop = tokio_util::sync::CancellationToken::new();
+                let signal = {
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        wait_for_signal().await;
+                        stop.cancel();
+                    })
+                };
+                let result = footfall::follow::follow(&admin, file, &opts, stop).await;
+                signal.abort();
+                admin.close();
+                let summary = result?;
+                if as_json {
+                    print_json(&json!({"files": [summary]}))?;
+                } else {
+                    footfall::import::print_summary(&summary);
+                }
+                return Ok(());
+            }
             let inputs: Vec<Input> = files.iter().map(|f| Input::from_arg(f)).collect();
             if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
                 anyhow::bail!("standard input (-) can be imported only once per run");

@@ -290,6 +290,8 @@ fn bind_admin_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    // The metrics recorder first, so that what the backends record while opening is kept.
+    footfall_web::ops::prometheus();
     let backends = open_backends(&config).await?;
     start_with(config, clock, backends).await
 }

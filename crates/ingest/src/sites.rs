@@ -27,6 +27,8 @@ pub struct SiteCache {
 impl SiteCache {
     /// A cache over `store` whose entries live `ttl_us` µs.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl_us: i64) -> Self {
+        // Exported at 0 from the start (docs/metrics.md).
+        metrics::counter!("footfall_collector_stale_site_lookups_total").increment(0);
         SiteCache {
             store,
             clock,

@@ -173,6 +173,15 @@ impl<L: Log> SpooledLog<L> {
                 "the spool holds events from before; draining them to the log"
             );
         }
+        // Exported from the start (docs/metrics.md).
+        for name in [
+            "footfall_spool_refused_total",
+            "footfall_spool_late_deliveries_total",
+            "footfall_spool_damaged_batches_total",
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+        metrics::gauge!("footfall_spool_bytes").set(bytes as f64);
         let db = Arc::new(db);
         let state = Arc::new(Mutex::new(State {
             batches,

@@ -97,6 +97,17 @@ pub async fn run(
     config: RunnerConfig,
     shutdown: CancellationToken,
 ) {
+    // Exported at 0 from the start (docs/metrics.md).
+    for name in [
+        "footfall_processor_events_total",
+        "footfall_processor_store_errors_total",
+        "footfall_processor_restarts_total",
+        "footfall_processor_undecodable_events_total",
+        "footfall_processor_values_folded_total",
+        "footfall_processor_visits_ended_early_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
     // The bound on open visits is per process: each partition gets its share of it, counted
     // over all partitions, as the process may come to own all of them.
     let config = RunnerConfig {

@@ -173,10 +173,16 @@ pub struct Server {
 impl Server {
     /// Starts `footfall serve` on a free port with extra environment.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_listening(data_dir, env, "127.0.0.1:0")
+    }
+
+    /// Starts `footfall serve` on `listen` (a fixed port, for a process restarted where a
+    /// proxy expects it) with extra environment.
+    pub fn start_listening(data_dir: &Path, env: &[(&str, &str)], listen: &str) -> Server {
         let mut cmd = footfall();
         cmd.arg("--data-dir")
             .arg(data_dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -233,6 +239,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port free at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
