@@ -204,6 +204,10 @@ impl PartitionArchiver {
                 }
             }
             if done {
+                // The partition is another process's now (or none's): this one's lag series
+                // stops counting, at 0.
+                metrics::gauge!("footfall_log_consumer_lag_records", "group" => CONSUMER, "partition" => p.to_string())
+                    .set(0.0);
                 return Ok(());
             }
         }
@@ -242,6 +246,11 @@ impl PartitionArchiver {
         }
         metrics::gauge!("footfall_archiver_offset", "partition" => self.partition.to_string())
             .set(offset as f64);
+        // Consumer lag: records appended to the partition that are not in a file yet.
+        if let Ok(end) = self.log.end_offset(self.partition).await {
+            metrics::gauge!("footfall_log_consumer_lag_records", "group" => CONSUMER, "partition" => self.partition.to_string())
+                .set(end.saturating_sub(offset) as f64);
+        }
         Ok(())
     }
 }

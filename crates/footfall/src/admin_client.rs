@@ -35,6 +35,37 @@ impl std::fmt::Display for ServerUnreachable {
 
 impl std::error::Error for ServerUnreachable {}
 
+/// The server answered `503` (its log or store is unavailable for now) or `429`: the same
+/// request may succeed later.
+#[derive(Debug)]
+pub struct ServerBusy {
+    /// The status answered.
+    pub status: StatusCode,
+    /// The API's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerBusy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.status)
+    }
+}
+
+impl std::error::Error for ServerBusy {}
+
+/// The error for a non-2xx answer: [`ServerBusy`] for `503` and `429`, else the API's message.
+pub(crate) fn status_error(status: StatusCode, answer: &Value) -> anyhow::Error {
+    let message = answer.get("error").and_then(Value::as_str).map_or_else(
+        || format!("the admin API answered {status}"),
+        str::to_string,
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        anyhow::Error::new(ServerBusy { status, message })
+    } else {
+        anyhow!("{message}")
+    }
+}
+
 /// Where admin requests go.
 pub enum AdminClient {
     /// A running server's socket.
@@ -80,12 +111,6 @@ impl AdminClient {
     /// Whether requests go to a running server.
     pub fn is_remote(&self) -> bool {
         matches!(self, AdminClient::Socket(_))
-    }
-
-    /// Whether this client opened the embedded log itself (no server was running), which
-    /// keeps a server from opening the same data directory while the client lives.
-    pub fn holds_embedded_log(&self) -> bool {
-        matches!(self, AdminClient::Local { backends, .. } if backends.embedded_log.is_some())
     }
 
     /// Closes the in-process backends (flushes the embedded log).
@@ -168,7 +193,8 @@ impl AdminClient {
     /// API's message.
     ///
     /// # Errors
-    /// As [`AdminClient::request`], and for any non-2xx status.
+    /// As [`AdminClient::request`], and for any non-2xx status ([`ServerBusy`] for `503` and
+    /// `429`).
     pub async fn call(
         &self,
         method: Method,
@@ -179,13 +205,7 @@ impl AdminClient {
         if status.is_success() {
             Ok(value)
         } else {
-            Err(anyhow!(
-                "{}",
-                value.get("error").and_then(Value::as_str).map_or_else(
-                    || format!("the admin API answered {status}"),
-                    str::to_string
-                )
-            ))
+            Err(status_error(status, &value))
         }
     }
 }

@@ -114,8 +114,10 @@ impl ArchiveConfig {
 pub struct ServerConfig {
     /// Address of the public HTTP server (collector, query API, ops endpoints).
     pub listen: String,
-    /// CIDR blocks of proxies whose `Forwarded`/`X-Forwarded-For` headers are trusted.
+    /// CIDR blocks of proxies whose forwarding header is trusted.
     pub trusted_proxies: Vec<String>,
+    /// The header those proxies name the client in: `x-forwarded-for` or `forwarded`.
+    pub forwarding_header: footfall_ingest::client_ip::ForwardingHeader,
     /// Seconds a graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout_s: u64,
     /// Bearer token that `/metrics` requires; empty for none.
@@ -266,6 +268,7 @@ impl Default for Config {
             server: ServerConfig {
                 listen: "127.0.0.1:8080".into(),
                 trusted_proxies: Vec::new(),
+                forwarding_header: footfall_ingest::client_ip::ForwardingHeader::default(),
                 shutdown_timeout_s: 30,
                 metrics_token: String::new(),
                 metrics_public: false,

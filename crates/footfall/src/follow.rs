@@ -12,8 +12,18 @@
 //!   from its first line.
 //! - **Truncation** (`copytruncate`): when the file is shorter than what was read, it holds new
 //!   lines; it is read again from the start (its first line, and so its identity, are new).
-//! - Only complete lines (ending in `\n`) are imported; a line being written waits.
-//! - Lines written to a file that was rotated away while no follower ran are not followed;
+//! - **Server restarts and a busy log**: while the server cannot be reached or answers `503`
+//!   or `429`, the follower waits and sends the same batch again (the server drops what it
+//!   already has), until it is stopped.
+//! - **Visitors** are hashed under one salt per site and UTC day of the hits (so a rotation
+//!   does not make returning visitors new); a batch never spans two days.
+//! - Only complete lines (ending in `\n`) are imported; a line being written waits. A line
+//!   longer than 64 KiB is not kept in memory: it counts as malformed.
+//! - Memory is bounded: at most `--batch-lines` lines are read ahead, and a file without a
+//!   valid line among its first 1,000 is identified by those lines, as `footfall import` does.
+//! - One follower per file: two at once would send overlapping batches.
+//! - Lines written to a file that was rotated away while no follower ran, or more than 5 s
+//!   after a rename, or between the last read and a `copytruncate`, are not followed;
 //!   `footfall import ROTATED-FILE` imports them (exactly once, by the same identity).
 //!
 //! The file is polled every 250 ms rather than watched with inotify: polling sees renames and
@@ -30,9 +40,10 @@ use anyhow::Context;
 use footfall_ingest::collector::ImportHit;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin_client::{AdminClient, ServerUnreachable};
+use crate::admin_client::{AdminClient, ServerBusy, ServerUnreachable};
 use crate::import::{
     identity_of, imported_through, producer_of, take_line, Batcher, FileSummary, ImportOptions,
+    IDENTITY_SCAN_LINES,
 };
 
 /// How often the file is looked at when there is nothing new.
@@ -42,17 +53,26 @@ const POLL: Duration = Duration::from_millis(250);
 /// file that took its name (fluentd's `rotate_wait` is 5 s by default, for the same reason).
 const ROTATE_WAIT: Duration = Duration::from_secs(5);
 
+/// The longest line kept, bytes. nginx refuses request lines and headers past 8 KiB by default
+/// (`large_client_header_buffers`), so a longer access-log line is not one to import.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// What stands for a line longer than [`MAX_LINE_BYTES`] (it fails to parse: malformed).
+const OVERLONG_LINE: &[u8] = b"(a line longer than 64 KiB)\n";
+
 /// A followed file as opened: its reader, where it is, and which file it is.
 struct Tail {
     reader: BufReader<File>,
-    /// Bytes consumed, complete lines only.
+    /// Bytes consumed through the last complete line.
     pos: u64,
+    /// Bytes consumed of the line being written (kept or not).
+    partial_bytes: u64,
+    /// The kept bytes of the line being written.
+    partial: Vec<u8>,
+    /// Whether the line being written is past [`MAX_LINE_BYTES`].
+    overlong: bool,
     /// (device, inode) of the open file.
     id: (u64, u64),
-    /// Lines read (complete).
-    line_no: u64,
-    /// A line whose end has not been written yet.
-    partial: Vec<u8>,
 }
 
 impl Tail {
@@ -62,26 +82,39 @@ impl Tail {
         Ok(Tail {
             reader: BufReader::new(file),
             pos: 0,
-            id: (meta.dev(), meta.ino()),
-            line_no: 0,
+            partial_bytes: 0,
             partial: Vec::new(),
+            overlong: false,
+            id: (meta.dev(), meta.ino()),
         })
     }
 
-    /// The complete lines available now (maybe none).
-    fn read_lines(&mut self) -> std::io::Result<Vec<Vec<u8>>> {
+    /// Up to `max` complete lines available now (maybe none).
+    fn read_lines(&mut self, max: usize) -> std::io::Result<Vec<Vec<u8>>> {
         let mut lines = Vec::new();
-        loop {
-            let mut chunk = Vec::new();
-            let n = self.reader.read_until(b'\n', &mut chunk)?;
-            if n == 0 {
+        while lines.len() < max {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
                 break;
             }
-            self.partial.extend_from_slice(&chunk);
-            if self.partial.ends_with(b"\n") {
-                self.pos += self.partial.len() as u64;
-                self.line_no += 1;
-                lines.push(std::mem::take(&mut self.partial));
+            let newline = buf.iter().position(|&b| b == b'\n');
+            let take = newline.map_or(buf.len(), |i| i + 1);
+            if self.partial.len() + take > MAX_LINE_BYTES {
+                self.overlong = true;
+                self.partial = Vec::new();
+            }
+            if !self.overlong {
+                self.partial.extend_from_slice(&buf[..take]);
+            }
+            self.reader.consume(take);
+            self.partial_bytes += take as u64;
+            if newline.is_some() {
+                self.pos += std::mem::take(&mut self.partial_bytes);
+                lines.push(if std::mem::take(&mut self.overlong) {
+                    OVERLONG_LINE.to_vec()
+                } else {
+                    std::mem::take(&mut self.partial)
+                });
             }
         }
         Ok(lines)
@@ -101,19 +134,25 @@ enum Change {
 fn change(path: &Path, tail: &Tail) -> Change {
     match std::fs::metadata(path) {
         Ok(m) if (m.dev(), m.ino()) != tail.id => Change::Rotated,
-        Ok(m) if m.len() < tail.pos + tail.partial.len() as u64 => Change::Truncated,
+        Ok(m) if m.len() < tail.pos + tail.partial_bytes => Change::Truncated,
         Ok(_) => Change::Same,
         Err(_) => Change::Rotated,
     }
 }
 
+/// The UTC day (days since 1970-01-01) of a time in µs.
+fn utc_day(timestamp_us: i64) -> i64 {
+    timestamp_us.div_euclid(86_400_000_000)
+}
+
 /// Follows `path` until `stop` is cancelled, importing page requests into `opts.site`; each
-/// batch is sent when the file has no more complete lines for now or when it reaches
-/// `opts.batch_lines` lines. Returns what was done.
+/// batch is sent when the file has no more complete lines for now, when it reaches
+/// `opts.batch_lines` lines, or before a hit of another UTC day. Returns what was done.
 ///
 /// # Errors
 /// When the file cannot be read (other than not existing yet, which is waited out), the site
-/// does not exist, or the server refuses a batch for good.
+/// does not exist, or the server refuses a batch for another reason than being unreachable
+/// or busy.
 pub async fn follow(
     admin: &AdminClient,
     path: &Path,
@@ -121,6 +160,7 @@ pub async fn follow(
     stop: CancellationToken,
 ) -> anyhow::Result<FileSummary> {
     let shown = path.display().to_string();
+    let read_ahead = usize::try_from(opts.batch_lines).unwrap_or(usize::MAX);
     let mut summary = FileSummary {
         path: shown.clone(),
         ..Default::default()
@@ -139,8 +179,9 @@ pub async fn follow(
         // Lines read before the file's identity is known (it may be empty for now).
         let mut ahead: Vec<Vec<u8>> = Vec::new();
         let identity = loop {
+            let room = IDENTITY_SCAN_LINES.saturating_sub(ahead.len()).max(1);
             ahead.extend(
-                tail.read_lines()
+                tail.read_lines(room)
                     .with_context(|| format!("reading {shown}"))?,
             );
             if let Some(id) = identity_of(&ahead) {
@@ -172,8 +213,30 @@ pub async fn follow(
                     continue;
                 }
                 take_line(&line, line_no, &mut summary, &mut batch);
-                if batch.len() as u64 >= opts.batch_lines
-                    && !send(
+                // A batch holds one UTC day's hits (they share that day's salt): a hit of
+                // another day first sends the lines before it.
+                let new_day = match batch.as_slice() {
+                    [first, .., last] => utc_day(first.timestamp_us) != utc_day(last.timestamp_us),
+                    _ => false,
+                };
+                if new_day {
+                    let last = batch.pop();
+                    let sent = send(
+                        admin,
+                        opts,
+                        &producer,
+                        line_no - 1,
+                        &mut batch,
+                        &mut summary,
+                        &stop,
+                    );
+                    if !sent.await? {
+                        break 'files;
+                    }
+                    batch.extend(last);
+                }
+                if batch.len() as u64 >= opts.batch_lines {
+                    let sent = send(
                         admin,
                         opts,
                         &producer,
@@ -181,14 +244,14 @@ pub async fn follow(
                         &mut batch,
                         &mut summary,
                         &stop,
-                    )
-                    .await?
-                {
-                    break 'files;
+                    );
+                    if !sent.await? {
+                        break 'files;
+                    }
                 }
             }
-            if !batch.is_empty()
-                && !send(
+            if !batch.is_empty() {
+                let sent = send(
                     admin,
                     opts,
                     &producer,
@@ -196,13 +259,13 @@ pub async fn follow(
                     &mut batch,
                     &mut summary,
                     &stop,
-                )
-                .await?
-            {
-                break 'files;
+                );
+                if !sent.await? {
+                    break 'files;
+                }
             }
             pending = tail
-                .read_lines()
+                .read_lines(read_ahead)
                 .with_context(|| format!("reading {shown}"))?;
             if !pending.is_empty() {
                 if rotated_at.is_some() {
@@ -218,12 +281,16 @@ pub async fn follow(
                     // it until it has been quiet for ROTATE_WAIT, then follow the new one.
                     let quiet_since = *rotated_at.get_or_insert_with(Instant::now);
                     if quiet_since.elapsed() >= ROTATE_WAIT {
-                        tracing::info!(file = %shown, "the file was rotated; following the new one");
+                        tracing::info!(file = %shown, lines = line_no, "the file was rotated; following the new one");
                         continue 'files;
                     }
                 }
                 Change::Truncated => {
-                    tracing::info!(file = %shown, "the file was truncated; reading it from the start");
+                    tracing::warn!(
+                        file = %shown,
+                        "the file was truncated; reading it from the start (lines written to \
+                         it after the last read and before the truncation are only in its copy)"
+                    );
                     continue 'files;
                 }
             }
@@ -235,9 +302,9 @@ pub async fn follow(
     Ok(summary)
 }
 
-/// Sends `batch` (the pageviews of the lines up to `last_line`) as one sequenced batch,
-/// waiting for the server while it is unreachable. Returns false when `stop` came first (the
-/// batch was not sent; a restarted follower sends it).
+/// Sends `batch` (the pageviews of the lines up to `last_line`, of one UTC day) as one
+/// sequenced batch, waiting for the server while it is unreachable or busy. Returns false
+/// when `stop` came first (the batch was not sent; a restarted follower sends it).
 async fn send(
     admin: &AdminClient,
     opts: &ImportOptions,
@@ -247,20 +314,27 @@ async fn send(
     summary: &mut FileSummary,
     stop: &CancellationToken,
 ) -> anyhow::Result<bool> {
-    // Visitors are hashed with a salt per UTC day and file, like the collector's daily salt;
-    // the server deletes import salts two days old.
+    let Some(first) = batch.first() else {
+        return Ok(true);
+    };
+    // One salt per site and UTC day of the hits, like the collector's daily salt, shared by
+    // every file followed for the site; the server deletes import salts two days old.
+    let day = chrono::DateTime::from_timestamp_micros(first.timestamp_us).map_or_else(
+        || "0000-00-00".to_string(),
+        |t| t.format("%Y-%m-%d").to_string(),
+    );
     let run = format!(
-        "{}{}:{}:follow:{}",
+        "{}{day}:{}:follow",
         crate::import::IMPORT_RUN_PREFIX,
-        chrono::Utc::now().format("%Y-%m-%d"),
-        opts.site,
-        producer.rsplit(':').next().unwrap_or(producer)
+        opts.site
     );
     let batcher = Batcher {
         admin,
         opts,
         producer,
         run: &run,
+        // The waiting is done here, where a stop can cut it short.
+        attempts: 1,
     };
     // The server drops a batch whose sequence it already has, so sending one again after a
     // lost answer imports nothing twice.
@@ -272,9 +346,9 @@ async fn send(
     Ok(true)
 }
 
-/// Runs `op` until it succeeds, fails for another reason than the server being unreachable
-/// (a restart of `footfall serve`: the follower waits it out, as a log shipper must), or
-/// `stop` is cancelled (`None`).
+/// Runs `op` until it succeeds, fails for another reason than the server being unreachable (a
+/// restart of `footfall serve`) or busy (`503`, `429`: its log is unavailable) — the follower
+/// waits those out, as a log shipper must — or `stop` is cancelled (`None`).
 async fn until_reachable<T, F, Fut>(
     stop: &CancellationToken,
     mut op: F,
@@ -283,19 +357,26 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
+    let mut wait = Duration::from_millis(200);
     let mut warned = false;
     loop {
         match op().await {
             Ok(v) => return Ok(Some(v)),
-            Err(e) if e.chain().any(|c| c.is::<ServerUnreachable>()) => {
+            // (The markers are the context of the error, which `downcast_ref` finds and
+            // `chain` does not.)
+            Err(e)
+                if e.downcast_ref::<ServerUnreachable>().is_some()
+                    || e.downcast_ref::<ServerBusy>().is_some() =>
+            {
                 if !warned {
-                    tracing::warn!(error = %format!("{e:#}"), "waiting for the server to come back");
+                    tracing::warn!(error = %format!("{e:#}"), "waiting for the server");
                     warned = true;
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = stop.cancelled() => return Ok(None),
                 }
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e),
         }

@@ -104,7 +104,7 @@ impl Input {
 }
 
 /// Lines read to find a file's identity before giving up and hashing what was read.
-const IDENTITY_SCAN_LINES: usize = 1000;
+pub(crate) const IDENTITY_SCAN_LINES: usize = 1000;
 
 /// An opened input with the lines read ahead to identify it.
 struct Source {
@@ -158,13 +158,7 @@ fn open_source(input: &Input) -> anyhow::Result<Source> {
             break;
         }
     }
-    let identity = identity.unwrap_or_else(|| {
-        let mut h = blake3::Hasher::new();
-        ahead.iter().for_each(|l| {
-            h.update(l);
-        });
-        h.finalize().to_hex()[..32].to_string()
-    });
+    let identity = identity.unwrap_or_else(|| lines_identity(&ahead));
     Ok(Source {
         display,
         identity,
@@ -254,6 +248,7 @@ async fn import_source(
         opts,
         producer: &producer,
         run,
+        attempts: 12,
     };
     let mut summary = FileSummary {
         path: display.clone(),
@@ -342,10 +337,24 @@ pub(crate) fn take_line(
 /// Identity of a log file: the hash of its first line that parses (see the module docs),
 /// 32 hex digits; `None` when none of `lines` parses.
 pub(crate) fn identity_of(lines: &[Vec<u8>]) -> Option<String> {
-    lines
+    let scanned = &lines[..lines.len().min(IDENTITY_SCAN_LINES)];
+    match scanned
         .iter()
         .find(|l| parse_line(&String::from_utf8_lossy(l)).is_ok())
-        .map(|l| line_identity(l))
+    {
+        Some(l) => Some(line_identity(l)),
+        None => (scanned.len() >= IDENTITY_SCAN_LINES).then(|| lines_identity(scanned)),
+    }
+}
+
+/// 32 hex digits of the BLAKE3 hash of a file's first lines: the identity of a file with no
+/// valid line among its first [`IDENTITY_SCAN_LINES`].
+fn lines_identity(lines: &[Vec<u8>]) -> String {
+    let mut h = blake3::Hasher::new();
+    for l in lines {
+        h.update(l);
+    }
+    h.finalize().to_hex()[..32].to_string()
 }
 
 /// 32 hex digits of the BLAKE3 hash of an identifying line.
@@ -375,6 +384,11 @@ pub(crate) struct Batcher<'a> {
     pub(crate) opts: &'a ImportOptions,
     pub(crate) producer: &'a str,
     pub(crate) run: &'a str,
+    /// Times a batch is sent while the server answers `503` or `429` (waiting 0.2 s, then
+    /// twice as long each time up to 5 s) before giving up with [`ServerBusy`].
+    ///
+    /// [`ServerBusy`]: crate::admin_client::ServerBusy
+    pub(crate) attempts: u32,
 }
 
 impl Batcher<'_> {
@@ -392,7 +406,7 @@ impl Batcher<'_> {
         // A busy log answers 503: wait and send the same batch again (it is idempotent).
         let mut wait = std::time::Duration::from_millis(200);
         let mut outcome = Value::Null;
-        for attempt in 0..12 {
+        for attempt in 0..self.attempts {
             let (status, answer) = self
                 .admin
                 .request(Method::POST, "/admin/import", Some(&body))
@@ -402,14 +416,8 @@ impl Batcher<'_> {
                 break;
             }
             let retryable = status.as_u16() == 503 || status.as_u16() == 429;
-            if !retryable || attempt == 11 {
-                anyhow::bail!(
-                    "{}",
-                    answer.get("error").and_then(Value::as_str).map_or_else(
-                        || format!("the admin API answered {status}"),
-                        str::to_string
-                    )
-                );
+            if !retryable || attempt + 1 >= self.attempts {
+                return Err(crate::admin_client::status_error(status, &answer));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(std::time::Duration::from_secs(5));

@@ -99,7 +99,8 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Keep reading the one FILE as it grows (through rotation by rename and truncation)
-        /// until interrupted; a restart resumes where the server's records say.
+        /// until interrupted; a restart resumes where the server's records say. With the
+        /// embedded backends it sends to the `footfall serve` of --data-dir, waiting for it.
         #[arg(long)]
         follow: bool,
         /// Log files, plain or gzip; `-` reads standard input.
@@ -384,7 +385,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             follow,
             files,
         } => {
-            let admin = AdminClient::connect(&config).await?;
             if follow {
                 let [file] = files.as_slice() else {
                     anyhow::bail!("--follow takes exactly one file");
@@ -392,15 +392,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if file.as_os_str() == "-" {
                     anyhow::bail!("--follow needs a file; standard input cannot be followed");
                 }
-                if admin.holds_embedded_log() {
-                    admin.close();
-                    anyhow::bail!(
-                        "--follow runs beside a server: start `footfall serve` on {} first (a \
-                         follower that opened the embedded log itself would keep the server \
-                         from starting), or configure a Kafka log",
-                        config.data_dir.display()
+                // With an embedded log or store, the follower talks to the server on this
+                // data directory only, waiting for it if need be: opening the files itself
+                // would keep the server from starting. With Kafka and Cassandra it may open
+                // them itself (and keeps its spool in its own data directory).
+                let admin = if config.log.url.is_empty() || config.store.url.is_empty() {
+                    tracing::info!(
+                        socket = %config.admin_socket().display(),
+                        "following beside the footfall server of this data directory"
                     );
-                }
+                    AdminClient::Socket(config.admin_socket())
+                } else {
+                    AdminClient::connect(&config).await?
+                };
                 let opts = ImportOptions {
                     site: site.to_ascii_lowercase(),
                     hostname,
@@ -409,10 +413,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     print: false,
                 };
                 let stop = tokio_util::sync::CancellationToken::new();
+                // Installed before anything is read, so that a signal at any moment stops
+                // the follower cleanly.
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut term =
+                    signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+                let mut interrupt =
+                    signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
                 let signal = {
                     let stop = stop.clone();
                     tokio::spawn(async move {
-                        wait_for_signal().await;
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = interrupt.recv() => {}
+                        }
                         stop.cancel();
                     })
                 };
@@ -427,6 +441,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
+            let admin = AdminClient::connect(&config).await?;
             let inputs: Vec<Input> = files.iter().map(|f| Input::from_arg(f)).collect();
             if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
                 anyhow::bail!("standard input (-) can be imported only once per run");

@@ -190,6 +190,7 @@ pub async fn app_state(
 ) -> anyhow::Result<Arc<AppState>> {
     let collector_config = CollectorConfig {
         trusted_proxies: config.trusted_proxies()?,
+        forwarding_header: config.server.forwarding_header,
         max_body_bytes: config.collector.max_body_bytes,
         max_backdate_us: i64::try_from(config.collector.max_backdate_hours)
             .unwrap_or(72)

@@ -77,7 +77,7 @@ fn pages(addr: std::net::SocketAddr, key: &str) -> Vec<(String, u64)> {
     let a = query(
         addr,
         key,
-        &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day", "dimensions": ["event:page"], "order_by": [["event:page", "asc"]]}),
+        &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "all", "dimensions": ["event:page"], "order_by": [["event:page", "asc"]]}),
     );
     a["results"]
         .as_array()
@@ -148,8 +148,10 @@ fn a_followed_access_log_is_imported_live_through_rotation_truncation_and_restar
     curl(port, "/style.css");
     wait_pages(server.addr, &key, &[("/", 1), ("/pricing", 1)]);
 
-    // Rotation by rename: logrotate moves the file, nginx reopens its log on USR1.
+    // Rotation by rename: logrotate moves the file, nginx reopens its log on USR1. A request
+    // served in between goes to the renamed file, which the follower still reads.
     std::fs::rename(&log, web.path().join("access.log.1")).unwrap();
+    curl(port, "/pricing/");
     Command::new("kill")
         .arg("-USR1")
         .arg(nginx.id().to_string())
@@ -164,7 +166,7 @@ fn a_followed_access_log_is_imported_live_through_rotation_truncation_and_restar
     // that occurs with real traffic, but they do in a test this fast.
     std::thread::sleep(Duration::from_millis(1100));
     curl(port, "/");
-    wait_pages(server.addr, &key, &[("/", 2), ("/pricing", 1)]);
+    wait_pages(server.addr, &key, &[("/", 2), ("/pricing", 2)]);
 
     // A restart of the follower: lines written meanwhile are imported once, earlier ones
     // not again.
@@ -175,7 +177,7 @@ fn a_followed_access_log_is_imported_live_through_rotation_truncation_and_restar
     );
     curl(port, "/pricing/");
     let f = follower(data.path(), &log);
-    wait_pages(server.addr, &key, &[("/", 2), ("/pricing", 2)]);
+    wait_pages(server.addr, &key, &[("/", 2), ("/pricing", 3)]);
 
     // Truncation in place (copytruncate): the file restarts; new lines are imported.
     std::fs::OpenOptions::new()
@@ -186,7 +188,7 @@ fn a_followed_access_log_is_imported_live_through_rotation_truncation_and_restar
         .unwrap();
     std::thread::sleep(Duration::from_millis(600));
     curl(port, "/");
-    wait_pages(server.addr, &key, &[("/", 3), ("/pricing", 2)]);
+    wait_pages(server.addr, &key, &[("/", 3), ("/pricing", 3)]);
 
     // A restart of the server: the follower waits for it; what was written meanwhile arrives.
     server.stop();
@@ -195,12 +197,12 @@ fn a_followed_access_log_is_imported_live_through_rotation_truncation_and_restar
         data.path(),
         &[("FOOTFALL_PROCESSOR__FLUSH_INTERVAL_MS", "100")],
     );
-    wait_pages(server.addr, &key, &[("/", 3), ("/pricing", 3)]);
+    wait_pages(server.addr, &key, &[("/", 3), ("/pricing", 4)]);
     // Nothing arrives later twice.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         pages(server.addr, &key),
-        [("/".to_string(), 3), ("/pricing".to_string(), 3)]
+        [("/".to_string(), 3), ("/pricing".to_string(), 4)]
     );
     stop(f);
     let _ = nginx.kill();
@@ -209,18 +211,31 @@ fn a_followed_access_log_is_imported_live_through_rotation_truncation_and_restar
 }
 
 #[test]
-fn following_without_a_server_on_the_embedded_log_is_refused_with_a_reason() {
+fn a_follower_started_before_the_server_waits_for_it() {
     let data = tempfile::tempdir().unwrap();
+    // The site is created with no server running (the CLI opens the data directory itself).
+    cli_json(data.path(), &["sites", "create", "--domain", SITE]);
+    let key = cli_json(data.path(), &["keys", "create", "--site", SITE])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let log = data.path().join("access.log");
-    std::fs::write(&log, "").unwrap();
-    let out = common::footfall()
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["import", "--site", SITE, "--follow"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("start `footfall serve`"), "{err}");
+    let line = |path: &str| {
+        format!(
+            "198.51.100.4 - - [{}] \"GET {path} HTTP/1.1\" 200 512 \"-\" \"{UA}\"\n",
+            chrono::Utc::now().format("%d/%b/%Y:%H:%M:%S +0000")
+        )
+    };
+    std::fs::write(&log, line("/early")).unwrap();
+    let f = follower(data.path(), &log);
+    std::thread::sleep(Duration::from_millis(1500));
+    // The follower has not opened the data directory: the server starts.
+    let server = Server::start(
+        data.path(),
+        &[("FOOTFALL_PROCESSOR__FLUSH_INTERVAL_MS", "100")],
+    );
+    wait_pages(server.addr, &key, &[("/early", 1)]);
+    let summary = stop(f);
+    assert_eq!(summary["files"][0]["imported"], 1, "{summary}");
+    server.stop();
 }

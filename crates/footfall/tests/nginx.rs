@@ -1,7 +1,8 @@
 //! `deploy/nginx/footfall.conf` with Debian's real nginx in front of two collector processes
 //! and a processor + query process, over a Kafka-compatible broker (`tansu`) on loopback:
 //! traffic keeps flowing while one collector is killed and restarted, no acknowledged event is
-//! lost or doubled, and the rate limits answer `429` with `Retry-After`.
+//! lost or doubled, the rate limits answer `429` with `Retry-After`, a client cannot choose its
+//! address, and the access log keeps neither full addresses nor secrets.
 
 #![allow(clippy::unwrap_used)]
 
@@ -103,6 +104,7 @@ fn nginx_balances_two_collectors_through_a_kill_and_limits_rates() {
         ("FOOTFALL_LOG__URL", url.as_str()),
         ("FOOTFALL_SERVER__ROLES", "[\"collector\"]"),
         ("FOOTFALL_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]"),
+        ("FOOTFALL_SERVER__METRICS_PUBLIC", "true"),
     ];
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let ports = [free_port(), free_port()];
@@ -150,21 +152,59 @@ fn nginx_balances_two_collectors_through_a_kill_and_limits_rates() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // A request cut off inside the killed process may fail; traffic went on through the other.
-    assert!(other.len() <= 2, "failed requests: {other:?}");
+    // The collector was killed between requests: nginx found its connections closed and sent
+    // every request to the other one, so none failed.
+    assert!(other.is_empty(), "failed requests: {other:?}");
+    let c1 = c1.unwrap();
+    let accepted = |server: &Server| -> u64 {
+        let r = http(server.addr, "GET", "/metrics", &[], b"");
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find(|l| {
+                l.starts_with("footfall_ingest_events_total{")
+                    && l.contains("protocol=\"plausible\"")
+                    && l.contains("outcome=\"accepted\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    // Both replicas took traffic: the one that kept running, and the killed one once back.
+    let (by_c1, by_c2) = (accepted(&c1), accepted(&c2));
+    assert!(
+        by_c1 > 0 && by_c2 > 0,
+        "after the restart: c1 {by_c1}, c2 {by_c2}"
+    );
 
-    // 2. The ingest limit per client address: a burst past 40 gets 429 with Retry-After.
+    // 2. The ingest limit per client address: 100 requests at once, well past the burst of 40
+    //    (nginx refills 20/s), get 429 with Retry-After.
+    let answers: Vec<(u32, common::Reply)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..10u32)
+            .map(|t| {
+                scope.spawn(move || {
+                    (0..10u32)
+                        .map(|i| {
+                            let n = 1000 + t * 10 + i;
+                            let body = json!({"name": "pageview", "url": format!("https://{SITE}/p/{n}"), "domain": SITE});
+                            let r = http(
+                                nginx.addr,
+                                "POST",
+                                "/api/event",
+                                &[("User-Agent", "Mozilla/5.0 (nginx test)")],
+                                body.to_string().as_bytes(),
+                            );
+                            (n, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
     let mut limited = None;
-    for n in 1000..1100u32 {
-        let body =
-            json!({"name": "pageview", "url": format!("https://{SITE}/p/{n}"), "domain": SITE});
-        let r = http(
-            nginx.addr,
-            "POST",
-            "/api/event",
-            &[("User-Agent", "Mozilla/5.0 (nginx test)")],
-            body.to_string().as_bytes(),
-        );
+    for (n, r) in answers {
         match r.status {
             202 => acknowledged.push(n),
             429 => limited = Some(r),
@@ -174,10 +214,50 @@ fn nginx_balances_two_collectors_through_a_kill_and_limits_rates() {
     let limited = limited.expect("the burst was limited");
     assert_eq!(limited.header("Retry-After"), Some("1"));
     assert_eq!(limited.json()["error_code"], "rate_limited");
+    std::thread::sleep(Duration::from_secs(3)); // the bucket refills
+
+    // A client's own forwarding headers are not believed: six hits that claim six other
+    // addresses are one visitor per collector (nginx's address, here; each collector has its
+    // own store, so its own daily salt, and each may have taken some of them).
+    for i in 1..=6 {
+        let xff = format!("6.6.6.{i}");
+        let fwd = format!("for=7.7.7.{i}");
+        let body =
+            json!({"name": "pageview", "url": format!("https://{SITE}/spoof"), "domain": SITE});
+        let r = http(
+            nginx.addr,
+            "POST",
+            "/api/event",
+            &[
+                ("User-Agent", "Mozilla/5.0 (spoofing test)"),
+                ("X-Forwarded-For", &xff),
+                ("Forwarded", &fwd),
+            ],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 202);
+    }
+    // The tracker script comes from the collectors.
+    let script = http(nginx.addr, "GET", "/js/script.js", &[], b"");
+    assert_eq!(script.status, 200);
+    assert!(script
+        .header("Content-Type")
+        .is_some_and(|t| t.starts_with("text/javascript")));
+    // A Measurement Protocol hit: its secret travels in the query string.
+    let mp = http(
+        nginx.addr,
+        "POST",
+        "/mp/collect?measurement_id=G-NGINXTEST&api_secret=s3cr3t-in-the-query",
+        &[],
+        br#"{"client_id":"1.2","events":[{"name":"page_view"}]}"#,
+    );
+    assert_eq!(mp.status, 204);
+    // Operations endpoints are not served to the internet.
+    assert_eq!(http(nginx.addr, "GET", "/metrics", &[], b"").status, 404);
 
     // 3. The query limit per API key: 10/s with a burst of 20.
     let auth = format!("Bearer {key}");
-    let q = json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day"}).to_string();
+    let q = json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "all"}).to_string();
     let statuses: Vec<u16> = (0..40)
         .map(|_| {
             http(
@@ -202,26 +282,31 @@ fn nginx_balances_two_collectors_through_a_kill_and_limits_rates() {
     //    that failed without an answer (the collector may have kept them before it died).
     std::thread::sleep(Duration::from_millis(1100)); // past the query rate limit
     let mut counted = Vec::new();
+    let mut spoof = None;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
         let a = query(
             processor.addr,
             &key,
-            &json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day", "dimensions": ["event:page"], "pagination": {"limit": 10000}}),
+            &json!({"site_id": SITE, "metrics": ["pageviews", "visitors"], "date_range": "all", "dimensions": ["event:page"], "pagination": {"limit": 10000}}),
         );
-        counted = a["results"]
-            .as_array()
-            .unwrap()
+        let rows = a["results"].as_array().unwrap();
+        spoof = rows
             .iter()
-            .map(|r| {
+            .find(|r| r["dimensions"][0] == "/spoof")
+            .map(|r| r["metrics"].clone());
+        counted = rows
+            .iter()
+            .filter_map(|r| {
                 let page = r["dimensions"][0].as_str().unwrap();
-                let n: u32 = page.trim_start_matches("/p/").parse().unwrap();
-                (n, r["metrics"][0].as_u64().unwrap())
+                let n: u32 = page.strip_prefix("/p/")?.parse().unwrap();
+                Some((n, r["metrics"][0].as_u64().unwrap()))
             })
             .collect::<Vec<_>>();
-        if acknowledged
-            .iter()
-            .all(|n| counted.iter().any(|c| c.0 == *n))
+        if spoof.is_some()
+            && acknowledged
+                .iter()
+                .all(|n| counted.iter().any(|c| c.0 == *n))
         {
             break;
         }
@@ -230,6 +315,13 @@ fn nginx_balances_two_collectors_through_a_kill_and_limits_rates() {
     assert!(
         counted.iter().all(|c| c.1 == 1),
         "a page counted twice: {counted:?}"
+    );
+    let spoof = spoof.unwrap();
+    assert_eq!(spoof[0], 6, "{spoof}");
+    assert!(
+        spoof[1].as_u64().unwrap() <= 2,
+        "six forged addresses made {} visitors",
+        spoof[1]
     );
     let pages: std::collections::BTreeSet<u32> = counted.iter().map(|c| c.0).collect();
     for n in &acknowledged {
@@ -249,14 +341,24 @@ fn nginx_balances_two_collectors_through_a_kill_and_limits_rates() {
             "pageview {n} was counted but refused"
         );
     }
-    // nginx wrote its access log in the combined format, one line per request it served.
+    // nginx wrote its access log in the combined format, one line per request it served,
+    // with the address masked and without query strings.
     let log = std::fs::read_to_string(nginx.dir.join("footfall.access.log")).unwrap();
     assert!(
         log.lines()
-            .filter(|l| l.contains("POST /api/event"))
+            .filter(
+                |l| l.starts_with("127.0.0.0 - - [") && l.contains("\"POST /api/event HTTP/1.1\"")
+            )
             .count()
-            >= 220
+            >= 222
     );
+    assert!(log.contains("\"POST /mp/collect HTTP/1.1\" 204"));
+    assert!(
+        !log.contains("127.0.0.1"),
+        "a full address in the access log"
+    );
+    assert!(!log.contains("s3cr3t"), "a secret in the access log");
+    assert!(!log.contains(&key), "an API key in the access log");
     drop(c1);
     drop(c2);
 }

@@ -31,7 +31,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::client_ip::{client_ip, is_trusted};
+use crate::client_ip::{client_ip, is_trusted, ForwardingHeader};
 use crate::geo::{Geo, Location};
 use crate::limits::{retry_after_secs, KeyedLimiter};
 use crate::realtime::Realtime;
@@ -41,8 +41,10 @@ use crate::visitor::{cookieless_hash, random_key, VisitorHasher};
 /// Collector settings.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    /// Proxies whose forwarding header is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The header those proxies name the client in.
+    pub forwarding_header: ForwardingHeader,
     /// Largest accepted request body, bytes; larger gets `413`.
     pub max_body_bytes: usize,
     /// How far back a client timestamp may be, µs (GA4 allows 72 hours).
@@ -61,6 +63,7 @@ impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
             trusted_proxies: Vec::new(),
+            forwarding_header: ForwardingHeader::default(),
             max_body_bytes: 64 * 1024,
             max_backdate_us: 72 * 3_600_000_000,
             max_future_us: 5 * 60_000_000,
@@ -345,9 +348,17 @@ impl Collector {
             .hostname
             .clone()
             .unwrap_or_else(|| site.domain.clone());
+        // Lines the producer already appended are left out, so that two writers of one file
+        // (a follower and a `footfall import` of the same file) whose batches overlap do not
+        // count a line twice; a batch wholly at or below it is a duplicate below.
+        let recorded = self
+            .log
+            .producer_sequence(&batch.producer)
+            .await?
+            .unwrap_or(0);
         let mut future = 0;
         let mut records = Vec::with_capacity(batch.hits.len());
-        for hit in &batch.hits {
+        for hit in batch.hits.iter().filter(|h| h.line > recorded) {
             if hit.timestamp_us > now + self.config.max_future_us {
                 future += 1;
                 continue;
@@ -554,7 +565,12 @@ async fn plausible_event(
             return bad_request(&e.field, &e.message);
         }
     };
-    let ip = client_ip(peer.ip(), &headers, &c.config.trusted_proxies);
+    let ip = client_ip(
+        peer.ip(),
+        &headers,
+        &c.config.trusted_proxies,
+        c.config.forwarding_header,
+    );
     let location = c.geo.locate(
         ip,
         &headers,
@@ -795,7 +811,12 @@ async fn gtag_collect(
     let Some(client_id) = request.client_id.as_deref() else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    let ip = client_ip(peer.ip(), &headers, &c.config.trusted_proxies);
+    let ip = client_ip(
+        peer.ip(),
+        &headers,
+        &c.config.trusted_proxies,
+        c.config.forwarding_header,
+    );
     let location = c.geo.locate(
         ip,
         &headers,
@@ -838,20 +859,18 @@ mod tests {
     use footfall_store::embedded::EmbeddedStore;
     use footfall_store::NewSite;
 
-    #[tokio::test]
-    async fn raw_events_carry_the_bot_flag_set_at_ingest() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A collector over embedded backends in `dir` with the site `a.example`.
+    async fn collector(dir: &std::path::Path) -> (Arc<Collector>, Site, Arc<dyn Log>) {
         let log: Arc<dyn Log> = Arc::new(
             EmbeddedLog::open(&EmbeddedLogConfig {
-                path: dir.path().join("log.redb"),
+                path: dir.join("log.redb"),
                 partitions: 1,
                 commit_linger: std::time::Duration::ZERO,
                 cache_bytes: 1 << 20,
             })
             .unwrap(),
         );
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.join("store.redb")).unwrap());
         let site = store
             .create_site(NewSite {
                 domain: "a.example".into(),
@@ -864,7 +883,7 @@ mod tests {
             .await
             .unwrap();
         let c = Collector::new(
-            log,
+            log.clone(),
             store,
             Arc::new(SystemClock),
             CollectorConfig::default(),
@@ -872,6 +891,13 @@ mod tests {
         )
         .await
         .unwrap();
+        (c, site, log)
+    }
+
+    #[tokio::test]
+    async fn raw_events_carry_the_bot_flag_set_at_ingest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, site, _) = collector(dir.path()).await;
         let hit = || Hit {
             name: "pageview".into(),
             interactive: true,
@@ -907,5 +933,44 @@ mod tests {
             server.bot, None,
             "a Measurement Protocol hit's User-Agent is the sender's server"
         );
+    }
+
+    #[tokio::test]
+    async fn overlapping_import_batches_count_each_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _, log) = collector(dir.path()).await;
+        let now = SystemClock.now_us();
+        let batch = |run: &str, lines: std::ops::RangeInclusive<u64>| ImportBatch {
+            site: "a.example".into(),
+            producer: "import:a.example:f".into(),
+            run: format!(
+                "{}2026-01-01:a.example:{run}",
+                crate::visitor::IMPORT_RUN_PREFIX
+            ),
+            sequence: *lines.end(),
+            hostname: None,
+            hits: lines
+                .map(|line| ImportHit {
+                    line,
+                    timestamp_us: now,
+                    remote_addr: "203.0.113.7".into(),
+                    user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Firefox/120.0".into(),
+                    target: format!("/p/{line}"),
+                    referrer: None,
+                })
+                .collect(),
+        };
+        // One writer sends lines 1..=10, another (started meanwhile) 6..=15, then the first
+        // 11..=12 (below the second's 15: a duplicate) and 11..=20.
+        assert_eq!(c.import(batch("a", 1..=10)).await.unwrap().appended, 10);
+        assert_eq!(c.import(batch("b", 6..=15)).await.unwrap().appended, 5);
+        let again = c.import(batch("a", 11..=12)).await.unwrap();
+        assert!(again.duplicate && again.appended == 0);
+        assert_eq!(c.import(batch("a", 11..=20)).await.unwrap().appended, 5);
+        let entries = log
+            .read(0, 0, 100, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), 20, "lines 1..=20, each once");
     }
 }

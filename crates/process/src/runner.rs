@@ -408,6 +408,13 @@ impl PartitionTask {
             }
         }
         self.flush().await;
+        // The partition is another process's now (or none's): this one's series stop
+        // counting, at 0, so that sums and maxima over processes show the new owner's.
+        let partition = self.partition.to_string();
+        metrics::gauge!("footfall_processor_freshness_lag_seconds", "partition" => partition.clone())
+            .set(0.0);
+        metrics::gauge!("footfall_log_consumer_lag_records", "group" => CONSUMER, "partition" => partition)
+            .set(0.0);
         tracing::info!(
             partition = self.partition,
             offset = self.offset,

@@ -42,7 +42,13 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-/// The dashboard's and tracker's routes.
+/// The tracker script's route, `GET /js/script.js`: served by collectors (sites load it
+/// from the host they send their hits to) and by query replicas (the dashboard's origin).
+pub fn tracker_router() -> Router {
+    Router::new().route("/js/script.js", get(tracker))
+}
+
+/// The dashboard's routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(
@@ -57,7 +63,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/assets/app.css",
             get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
         )
-        .route("/js/script.js", get(tracker))
         .route("/api/v2/sites", get(sites))
         .route("/api/v2/realtime", get(realtime))
         .with_state(state)

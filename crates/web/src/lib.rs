@@ -67,7 +67,8 @@ pub fn public_router(state: Arc<AppState>) -> axum::Router {
 }
 
 /// The public router of a process that runs some roles: the collector's endpoints when
-/// `collector`, the query API and the dashboard when `query`, and the ops endpoints
+/// `collector`, the query API and the dashboard when `query`, the tracker script with
+/// either, and the ops endpoints
 /// (`/healthz`, `/readyz`, `/metrics`) always. A path of a role the process does not run
 /// answers `404`.
 pub fn router_for(state: Arc<AppState>, collector: bool, query: bool) -> axum::Router {
@@ -79,6 +80,9 @@ pub fn router_for(state: Arc<AppState>, collector: bool, query: bool) -> axum::R
         router = router
             .merge(query_api::router(state.clone()))
             .merge(dashboard::router(state));
+    }
+    if collector || query {
+        router = router.merge(dashboard::tracker_router());
     }
     router
 }
