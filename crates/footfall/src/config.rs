@@ -416,9 +416,12 @@ impl Config {
     }
 
     fn check(table: &Table) -> anyhow::Result<Config> {
-        let config: Config = Value::Table(table.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
+        // serde_path_to_error names the key whose value does not fit.
+        let config: Config = serde_path_to_error::deserialize(Value::Table(table.clone()))
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." | "" => anyhow!("{}", e.inner().message()),
+                key => anyhow!("{key}: {}", e.inner().message()),
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -554,6 +557,29 @@ mod tests {
             .unwrap_err()
         );
         assert!(e.contains("log.commit_linger_us"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::load(
+                None,
+                &env(&[("FOOTFALL_SERVER__FORWARDING_HEADER", "x-real-ip")]),
+                &[]
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("server.forwarding_header") && e.contains("x-real-ip"),
+            "{e}"
+        );
+        let c = Config::load(
+            None,
+            &env(&[("FOOTFALL_SERVER__FORWARDING_HEADER", "forwarded")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.forwarding_header,
+            footfall_ingest::client_ip::ForwardingHeader::Forwarded
+        );
         assert!(Config::load(None, &env(&[("FOOTFALL_TEST_CASSANDRA", "x")]), &[]).is_ok());
     }
 }
