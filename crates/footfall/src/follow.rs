@@ -200,6 +200,12 @@ pub async fn follow(
             break;
         };
         tracing::info!(file = %shown, identity = %identity, skipped_lines = done, "following");
+        let sender = Sender {
+            admin,
+            opts,
+            producer: &producer,
+            stop: &stop,
+        };
         let mut line_no = 0u64;
         let mut batch: Vec<ImportHit> = Vec::new();
         let mut pending = ahead;
@@ -221,48 +227,19 @@ pub async fn follow(
                 };
                 if new_day {
                     let last = batch.pop();
-                    let sent = send(
-                        admin,
-                        opts,
-                        &producer,
-                        line_no - 1,
-                        &mut batch,
-                        &mut summary,
-                        &stop,
-                    );
-                    if !sent.await? {
+                    if !sender.send(line_no - 1, &mut batch, &mut summary).await? {
                         break 'files;
                     }
                     batch.extend(last);
                 }
-                if batch.len() as u64 >= opts.batch_lines {
-                    let sent = send(
-                        admin,
-                        opts,
-                        &producer,
-                        line_no,
-                        &mut batch,
-                        &mut summary,
-                        &stop,
-                    );
-                    if !sent.await? {
-                        break 'files;
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let sent = send(
-                    admin,
-                    opts,
-                    &producer,
-                    line_no,
-                    &mut batch,
-                    &mut summary,
-                    &stop,
-                );
-                if !sent.await? {
+                if batch.len() as u64 >= opts.batch_lines
+                    && !sender.send(line_no, &mut batch, &mut summary).await?
+                {
                     break 'files;
                 }
+            }
+            if !sender.send(line_no, &mut batch, &mut summary).await? {
+                break 'files;
             }
             pending = tail
                 .read_lines(read_ahead)
@@ -302,48 +279,57 @@ pub async fn follow(
     Ok(summary)
 }
 
-/// Sends `batch` (the pageviews of the lines up to `last_line`, of one UTC day) as one
-/// sequenced batch, waiting for the server while it is unreachable or busy. Returns false
-/// when `stop` came first (the batch was not sent; a restarted follower sends it).
-async fn send(
-    admin: &AdminClient,
-    opts: &ImportOptions,
-    producer: &str,
-    last_line: u64,
-    batch: &mut Vec<ImportHit>,
-    summary: &mut FileSummary,
-    stop: &CancellationToken,
-) -> anyhow::Result<bool> {
-    let Some(first) = batch.first() else {
-        return Ok(true);
-    };
-    // One salt per site and UTC day of the hits, like the collector's daily salt, shared by
-    // every file followed for the site; the server deletes import salts two days old.
-    let day = chrono::DateTime::from_timestamp_micros(first.timestamp_us).map_or_else(
-        || "0000-00-00".to_string(),
-        |t| t.format("%Y-%m-%d").to_string(),
-    );
-    let run = format!(
-        "{}{day}:{}:follow",
-        crate::import::IMPORT_RUN_PREFIX,
-        opts.site
-    );
-    let batcher = Batcher {
-        admin,
-        opts,
-        producer,
-        run: &run,
-        // The waiting is done here, where a stop can cut it short.
-        attempts: 1,
-    };
-    // The server drops a batch whose sequence it already has, so sending one again after a
-    // lost answer imports nothing twice.
-    let Some(sent) = until_reachable(stop, || batcher.send(last_line, batch.clone())).await? else {
-        return Ok(false);
-    };
-    sent.add_to(summary);
-    batch.clear();
-    Ok(true)
+/// Sends one file's batches.
+struct Sender<'a> {
+    admin: &'a AdminClient,
+    opts: &'a ImportOptions,
+    producer: &'a str,
+    stop: &'a CancellationToken,
+}
+
+impl Sender<'_> {
+    /// Sends `batch` (the pageviews of the lines up to `last_line`, of one UTC day; nothing
+    /// when it is empty) as one sequenced batch, waiting for the server while it is
+    /// unreachable or busy. Returns false when the stop came first (the batch was not sent;
+    /// a restarted follower sends it).
+    async fn send(
+        &self,
+        last_line: u64,
+        batch: &mut Vec<ImportHit>,
+        summary: &mut FileSummary,
+    ) -> anyhow::Result<bool> {
+        let Some(first) = batch.first() else {
+            return Ok(true);
+        };
+        // One salt per site and UTC day of the hits, like the collector's daily salt, shared
+        // by every file followed for the site; the server deletes import salts two days old.
+        let day = chrono::DateTime::from_timestamp_micros(first.timestamp_us).map_or_else(
+            || "0000-00-00".to_string(),
+            |t| t.format("%Y-%m-%d").to_string(),
+        );
+        let run = format!(
+            "{}{day}:{}:follow",
+            crate::import::IMPORT_RUN_PREFIX,
+            self.opts.site
+        );
+        let batcher = Batcher {
+            admin: self.admin,
+            opts: self.opts,
+            producer: self.producer,
+            run: &run,
+            // The waiting is done here, where a stop can cut it short.
+            attempts: 1,
+        };
+        // The server drops a batch whose sequence it already has, so sending one again after
+        // a lost answer imports nothing twice.
+        let sent = until_reachable(self.stop, || batcher.send(last_line, batch.clone())).await?;
+        let Some(sent) = sent else {
+            return Ok(false);
+        };
+        sent.add_to(summary);
+        batch.clear();
+        Ok(true)
+    }
 }
 
 /// Runs `op` until it succeeds, fails for another reason than the server being unreachable (a
@@ -388,5 +374,93 @@ async fn sleep_or_stop(stop: &CancellationToken) -> bool {
     tokio::select! {
         () = tokio::time::sleep(POLL) => false,
         () = stop.cancelled() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(path: &Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_line_is_taken_once_its_newline_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, b"one\ntw");
+        let mut tail = Tail::open(&path).unwrap();
+        assert_eq!(tail.read_lines(10).unwrap(), vec![b"one\n".to_vec()]);
+        assert!(tail.read_lines(10).unwrap().is_empty());
+        append(&path, b"o\nthree\nfour\n");
+        assert_eq!(
+            tail.read_lines(2).unwrap(),
+            vec![b"two\n".to_vec(), b"three\n".to_vec()],
+            "at most `max` lines"
+        );
+        assert_eq!(tail.read_lines(10).unwrap(), vec![b"four\n".to_vec()]);
+        assert_eq!(tail.pos, 19);
+        assert!(matches!(change(&path, &tail), Change::Same));
+    }
+
+    #[test]
+    fn an_overlong_line_is_not_kept_and_the_next_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let long = vec![b'x'; MAX_LINE_BYTES + 10];
+        append(&path, &long);
+        let mut tail = Tail::open(&path).unwrap();
+        assert!(tail.read_lines(10).unwrap().is_empty());
+        assert!(tail.partial.is_empty(), "nothing of it is held");
+        append(&path, b"\nok\n");
+        assert_eq!(
+            tail.read_lines(10).unwrap(),
+            vec![OVERLONG_LINE.to_vec(), b"ok\n".to_vec()]
+        );
+        assert_eq!(tail.pos, (MAX_LINE_BYTES + 10 + 1 + 3) as u64);
+    }
+
+    #[test]
+    fn truncation_and_rotation_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, b"one\ntwo\n");
+        let mut tail = Tail::open(&path).unwrap();
+        tail.read_lines(10).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert!(matches!(change(&path, &tail), Change::Truncated));
+        let tail = Tail::open(&path).unwrap();
+        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+        assert!(
+            matches!(change(&path, &tail), Change::Rotated),
+            "no file yet"
+        );
+        append(&path, b"new\n");
+        assert!(
+            matches!(change(&path, &tail), Change::Rotated),
+            "another file"
+        );
+    }
+
+    #[test]
+    fn utc_days_split_at_midnight() {
+        const DAY_US: i64 = 86_400_000_000;
+        assert_eq!(utc_day(0), 0);
+        assert_eq!(utc_day(DAY_US - 1), 0);
+        assert_eq!(utc_day(DAY_US), 1);
+        assert_eq!(utc_day(-1), -1);
     }
 }

@@ -17,13 +17,6 @@ use serde_json::json;
 const SITE: &str = "followed.example";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
-fn nginx_bin() -> &'static str {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("nginx is installed (Debian package nginx; .ci/run installs it)")
-}
-
 /// nginx serving `root` on a free port, logging to `dir/access.log` (combined format).
 fn start_nginx(dir: &Path, root: &Path) -> (Child, u16) {
     let port = free_port();
@@ -32,22 +25,7 @@ fn start_nginx(dir: &Path, root: &Path) -> (Child, u16) {
         d = dir.display(),
         r = root.display()
     );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new(nginx_bin())
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_for(Duration::from_secs(20), "nginx to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ())
-    });
+    let child = common::start_nginx(dir, &conf, port);
     (child, port)
 }
 

@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::{cli_json, free_port, http, query, try_http, Broker, Server};
@@ -26,10 +26,6 @@ struct Nginx {
 
 impl Nginx {
     fn start(dir: &Path, collectors: &[u16], queries: &[u16]) -> Nginx {
-        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("nginx is installed (Debian package nginx; .ci/run installs it)");
         let conf = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx/footfall.conf"),
         )
@@ -54,21 +50,8 @@ impl Nginx {
             "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\nhttp {{\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  include {d}/footfall.conf;\n}}\n",
             d = dir.display()
         );
-        std::fs::write(dir.join("nginx.conf"), main).unwrap();
-        let child = Command::new(bin)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = common::start_nginx(dir, &main, port);
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        common::wait_for(Duration::from_secs(20), "nginx to listen", || {
-            std::net::TcpStream::connect(addr).ok().map(|_| ())
-        });
         Nginx {
             child,
             addr,

@@ -241,6 +241,36 @@ impl Drop for Server {
     }
 }
 
+/// Debian's nginx (package `nginx`; `.ci/run` installs it).
+pub fn nginx_bin() -> &'static str {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("nginx is installed (Debian package nginx; .ci/run installs it)")
+}
+
+/// Starts nginx in the foreground with `conf` as its whole `nginx.conf`, written to `dir`
+/// (its prefix), and waits until it listens on loopback `port`.
+pub fn start_nginx(dir: &Path, conf: &str, port: u16) -> std::process::Child {
+    std::fs::write(dir.join("nginx.conf"), conf).expect("writing nginx.conf");
+    let child = Command::new(nginx_bin())
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nginx");
+    wait_for(Duration::from_secs(20), "nginx to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    child
+}
+
 /// A loopback port free at the time of the call.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
