@@ -347,6 +347,9 @@ enum Kind {
     SerialRead,
 }
 
+/// A row of the `checkpoints` table as read (see [`CassandraStore::checkpoint_row`]).
+type CheckpointRow = (Option<Vec<u8>>, Option<i64>, Option<i32>, Option<Vec<u8>>);
+
 impl CassandraStore {
     /// Connects, checks that the keyspace is at [`schema::LATEST`] and prepares every
     /// statement.
@@ -753,6 +756,21 @@ impl CassandraStore {
         ))
     }
 
+    /// A consumer's checkpoint row: (committed checkpoint, pending sequence, pending chunk
+    /// count, pending checkpoint), each absent when not set.
+    async fn checkpoint_row(
+        &self,
+        consumer: &str,
+        partition: u32,
+    ) -> Result<Option<CheckpointRow>, StoreError> {
+        self.first(
+            "checkpoint read",
+            &self.st.get_checkpoint,
+            (consumer, partition as i32),
+        )
+        .await
+    }
+
     /// Finishes a batch that a dead writer marked but did not complete (see the crate docs).
     async fn roll_forward(
         &self,
@@ -1077,14 +1095,7 @@ impl Store for CassandraStore {
         consumer: &str,
         partition: u32,
     ) -> Result<Option<Checkpoint>, StoreError> {
-        type CheckpointRow = (Option<Vec<u8>>, Option<i64>, Option<i32>, Option<Vec<u8>>);
-        let row: Option<CheckpointRow> = self
-            .first(
-                "checkpoint read",
-                &self.st.get_checkpoint,
-                (consumer, partition as i32),
-            )
-            .await?;
+        let row = self.checkpoint_row(consumer, partition).await?;
         // Readers (the query API's freshness) see the committed position, never a pending one.
         row.and_then(|r| r.0)
             .map(|b| postcard::from_bytes(&b).map_err(|e| storage("checkpoint", e)))
@@ -1096,14 +1107,7 @@ impl Store for CassandraStore {
         consumer: &str,
         partition: u32,
     ) -> Result<Option<Checkpoint>, StoreError> {
-        type CheckpointRow = (Option<Vec<u8>>, Option<i64>, Option<i32>, Option<Vec<u8>>);
-        let row: Option<CheckpointRow> = self
-            .first(
-                "checkpoint read",
-                &self.st.get_checkpoint,
-                (consumer, partition as i32),
-            )
-            .await?;
+        let row = self.checkpoint_row(consumer, partition).await?;
         match row {
             None => Ok(None),
             Some((committed, Some(seq), Some(chunks), Some(pending))) => self

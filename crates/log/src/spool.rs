@@ -663,6 +663,24 @@ mod tests {
             .collect()
     }
 
+    impl Flaky {
+        /// A working embedded log of `partitions` in `dir`, to be made to fail.
+        fn over(dir: &std::path::Path, partitions: u32) -> Arc<Flaky> {
+            Arc::new(Flaky {
+                inner: EmbeddedLog::open(&EmbeddedLogConfig {
+                    path: dir.join("log.redb"),
+                    partitions,
+                    commit_linger: Duration::ZERO,
+                    cache_bytes: 1 << 20,
+                })
+                .unwrap(),
+                down: AtomicBool::new(false),
+                ghost: AtomicBool::new(false),
+                through: std::sync::atomic::AtomicU64::new(0),
+            })
+        }
+    }
+
     fn config(dir: &std::path::Path, max_bytes: u64) -> SpoolConfig {
         SpoolConfig {
             path: dir.join("spool.redb"),
@@ -674,18 +692,7 @@ mod tests {
     #[tokio::test]
     async fn an_outage_is_spooled_drained_in_order_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = Arc::new(Flaky {
-            inner: EmbeddedLog::open(&EmbeddedLogConfig {
-                path: dir.path().join("log.redb"),
-                partitions: 2,
-                commit_linger: Duration::ZERO,
-                cache_bytes: 1 << 20,
-            })
-            .unwrap(),
-            down: AtomicBool::new(false),
-            ghost: AtomicBool::new(false),
-            through: std::sync::atomic::AtomicU64::new(0),
-        });
+        let inner = Flaky::over(dir.path(), 2);
         // Each record is 8 + 4 + 7 = 19 bytes ("event-N" for one-digit N): room for 4.
         let log = SpooledLog::open(inner.clone(), &config(dir.path(), 4 * 19)).unwrap();
         log.append(vec![rec(1)]).await.unwrap();
@@ -772,18 +779,7 @@ mod tests {
     #[tokio::test]
     async fn an_append_that_failed_but_reached_the_log_is_not_appended_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = Arc::new(Flaky {
-            inner: EmbeddedLog::open(&EmbeddedLogConfig {
-                path: dir.path().join("log.redb"),
-                partitions: 1,
-                commit_linger: Duration::ZERO,
-                cache_bytes: 1 << 20,
-            })
-            .unwrap(),
-            down: AtomicBool::new(false),
-            ghost: AtomicBool::new(false),
-            through: std::sync::atomic::AtomicU64::new(0),
-        });
+        let inner = Flaky::over(dir.path(), 1);
         let log = SpooledLog::open(inner.clone(), &config(dir.path(), 1 << 20)).unwrap();
         log.append(vec![rec(1)]).await.unwrap();
         // The broker keeps event 2 but answers too late: the append fails and is spooled.
