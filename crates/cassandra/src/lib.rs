@@ -1208,17 +1208,7 @@ impl Store for CassandraStore {
             .await?;
             return Err(taken_mid());
         }
-        let site = Site {
-            id: id as u64,
-            domain: new.domain,
-            timezone: new.timezone,
-            currency: new.currency,
-            measurement_id: new.measurement_id,
-            api_secret_hash: new.api_secret_hash,
-            created_at_us: new.created_at_us,
-            keep_query_params: Vec::new(),
-            hash_routing: false,
-        };
+        let site = new.into_site(id as u64);
         let json = serde_json::to_string(&site).map_err(|e| storage("site", e))?;
         self.exec("site write", &self.st.put_site, (id, json))
             .await?;

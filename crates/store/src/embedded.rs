@@ -349,17 +349,7 @@ impl Store for EmbeddedStore {
                     .map_err(storage)?
                     .map_or(1, |v| v.value());
                 meta.insert("next_site_id", id + 1).map_err(storage)?;
-                site = Site {
-                    id,
-                    domain: new.domain,
-                    timezone: new.timezone,
-                    currency: new.currency,
-                    measurement_id: new.measurement_id,
-                    api_secret_hash: new.api_secret_hash,
-                    created_at_us: new.created_at_us,
-                    keep_query_params: Vec::new(),
-                    hash_routing: false,
-                };
+                site = new.into_site(id);
                 domains.insert(site.domain.as_str(), id).map_err(storage)?;
                 mids.insert(site.measurement_id.as_str(), id)
                     .map_err(storage)?;

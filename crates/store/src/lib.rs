@@ -253,6 +253,23 @@ pub struct NewSite {
     pub created_at_us: i64,
 }
 
+impl NewSite {
+    /// The site as created with the allocated `id`: no kept query parameters, no hash routing.
+    pub fn into_site(self, id: u64) -> Site {
+        Site {
+            id,
+            domain: self.domain,
+            timezone: self.timezone,
+            currency: self.currency,
+            measurement_id: self.measurement_id,
+            api_secret_hash: self.api_secret_hash,
+            created_at_us: self.created_at_us,
+            keep_query_params: Vec::new(),
+            hash_routing: false,
+        }
+    }
+}
+
 /// The store contract; see the crate docs. All methods may fail with
 /// [`StoreError::Storage`].
 #[async_trait]
