@@ -248,6 +248,8 @@ if (MODE === 'browse') {
     r.props = await read();
     await page.click('[data-panel="sources"] button:text-is("Sources")');
     await settled();
+    // The tab's rows arrive with their own request, which `settled` may see before it starts.
+    await page.waitForSelector('[data-panel="sources"] tr[data-row]');
     r.sources = await read();
     r.injected = await page.evaluate(() => ({
       img: document.querySelectorAll('img').length,
